@@ -1,0 +1,409 @@
+//! The admission.k8s.io/v1 wire contract: decode a review, encode its response.
+//!
+//! Nothing here knows a binding from a promise; [`crate::policy`] decides, this module only
+//! speaks the API server's language.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+/// The API server keeps at most a few warnings and wants each one short.
+pub const MAX_WARNINGS: usize = 8;
+pub const MAX_WARNING_CHARS: usize = 119;
+
+/// Why a body could not be read as an AdmissionReview at all (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("not an {API_VERSION} {KIND}: {0}")]
+    NotAReview(String),
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupVersionKind {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// The part of `request` bindguard reads. Objects stay raw JSON: policy decodes them by kind.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRequest {
+    pub uid: String,
+    pub kind: GroupVersionKind,
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    #[serde(default)]
+    pub user_info: UserInfo,
+    #[serde(default)]
+    pub object: Option<Value>,
+    #[serde(default)]
+    pub old_object: Option<Value>,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+impl AdmissionRequest {
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or_default()
+    }
+
+    /// The object's name; on CREATE with `generateName` the request carries none.
+    pub fn object_name(&self) -> &str {
+        if !self.name.is_empty() {
+            return &self.name;
+        }
+        self.object
+            .as_ref()
+            .and_then(|o| o.pointer("/metadata/name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    pub fn is_status_update(&self) -> bool {
+        self.sub_resource.as_deref() == Some("status")
+    }
+}
+
+#[derive(Deserialize)]
+struct ReviewEnvelope {
+    #[serde(rename = "apiVersion", default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    request: Option<Value>,
+}
+
+/// Reads a request body as an AdmissionReview.
+pub fn decode_review(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
+    let envelope: ReviewEnvelope =
+        serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+    if envelope.api_version != API_VERSION || envelope.kind != KIND {
+        return Err(ReviewError::NotAReview(format!(
+            "apiVersion {:?}, kind {:?}",
+            envelope.api_version, envelope.kind
+        )));
+    }
+    let request = envelope
+        .request
+        .ok_or_else(|| ReviewError::NotAReview("request is missing".into()))?;
+    serde_path_to_error::deserialize(request)
+        .map_err(|e| ReviewError::NotAReview(format!("request.{}: {}", e.path(), e.inner())))
+}
+
+/// How a refusal is classified on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyCode {
+    /// 400: the object could not be read as its kind.
+    BadRequest,
+    /// 403: a policy refusal.
+    Forbidden,
+    /// 422: a bad value.
+    Invalid,
+}
+
+impl DenyCode {
+    pub fn http(self) -> u16 {
+        match self {
+            DenyCode::BadRequest => 400,
+            DenyCode::Forbidden => 403,
+            DenyCode::Invalid => 422,
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            DenyCode::BadRequest => "BadRequest",
+            DenyCode::Forbidden => "Forbidden",
+            DenyCode::Invalid => "Invalid",
+        }
+    }
+
+    fn cause_type(self) -> &'static str {
+        match self {
+            DenyCode::BadRequest => "FieldValueInvalid",
+            DenyCode::Forbidden => "FieldValueForbidden",
+            DenyCode::Invalid => "FieldValueInvalid",
+        }
+    }
+}
+
+/// One field a refusal is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    pub field: String,
+    pub message: String,
+}
+
+/// A refusal: the one line kubectl shows, and the fields it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub code: DenyCode,
+    pub message: String,
+    pub causes: Vec<Cause>,
+}
+
+impl Denial {
+    pub fn new(code: DenyCode, field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Denial {
+            code,
+            causes: vec![Cause {
+                field: field.to_string(),
+                message: message.clone(),
+            }],
+            message,
+        }
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::new(DenyCode::Invalid, field, message)
+    }
+
+    pub fn forbidden(field: &str, message: impl Into<String>) -> Self {
+        Self::new(DenyCode::Forbidden, field, message)
+    }
+}
+
+/// What the API server is told: allowed or not, why, warnings, and a JSON Patch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    pub denial: Option<Denial>,
+    pub warnings: Vec<String>,
+    pub patch: Vec<json_patch::PatchOperation>,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.denial.is_none()
+    }
+
+    pub fn label(&self) -> &'static str {
+        match (
+            &self.denial,
+            self.patch.is_empty(),
+            self.warnings.is_empty(),
+        ) {
+            (Some(_), _, _) => "denied",
+            (None, false, _) => "patched",
+            (None, true, false) => "warned",
+            (None, true, true) => "allowed",
+        }
+    }
+}
+
+/// Identifies the object a response speaks of, for `status.details`.
+#[derive(Debug, Clone, Default)]
+pub struct Subject<'a> {
+    pub name: &'a str,
+    pub group: &'a str,
+    pub kind: &'a str,
+}
+
+/// Builds the response review for `uid`. DELETE never carries a patch.
+pub fn encode_response(
+    uid: &str,
+    operation: Option<Operation>,
+    subject: &Subject,
+    verdict: &Decision,
+) -> Value {
+    let mut response = json!({ "uid": uid, "allowed": verdict.allowed() });
+    if let Some(denial) = &verdict.denial {
+        response["status"] = status_of(denial, subject);
+    }
+    let warnings = clean_warnings(&verdict.warnings);
+    if !warnings.is_empty() {
+        response["warnings"] = json!(warnings);
+    }
+    let patchable = verdict.allowed() && operation != Some(Operation::Delete);
+    if patchable && !verdict.patch.is_empty() {
+        let patch = serde_json::to_vec(&verdict.patch).unwrap_or_else(|_| b"[]".to_vec());
+        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch));
+        response["patchType"] = json!("JSONPatch");
+    }
+    json!({ "apiVersion": API_VERSION, "kind": KIND, "response": response })
+}
+
+fn status_of(denial: &Denial, subject: &Subject) -> Value {
+    let causes: Vec<Value> = denial
+        .causes
+        .iter()
+        .map(
+            |c| json!({"reason": denial.code.cause_type(), "message": c.message, "field": c.field}),
+        )
+        .collect();
+    let message = if denial.message.trim().is_empty() {
+        "refused by bindguard".to_string()
+    } else {
+        denial.message.clone()
+    };
+    json!({
+        "metadata": {},
+        "status": "Failure",
+        "code": denial.code.http(),
+        "reason": denial.code.reason(),
+        "message": message,
+        "details": {
+            "name": subject.name,
+            "group": subject.group,
+            "kind": subject.kind,
+            "causes": causes,
+        },
+    })
+}
+
+/// At most [`MAX_WARNINGS`], each printable and short.
+pub fn clean_warnings(warnings: &[String]) -> Vec<String> {
+    warnings
+        .iter()
+        .take(MAX_WARNINGS)
+        .map(|w| {
+            let printable: String = w
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            if printable.chars().count() > MAX_WARNING_CHARS {
+                let cut: String = printable.chars().take(MAX_WARNING_CHARS - 1).collect();
+                format!("{cut}…")
+            } else {
+                printable
+            }
+        })
+        .collect()
+}
+
+/// The JSON error body for a request that is not an AdmissionReview at all.
+pub fn error_body(message: &str) -> Value {
+    json!({ "error": message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(request: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({"apiVersion": API_VERSION, "kind": KIND, "request": request}))
+            .unwrap()
+    }
+
+    fn minimal_request() -> Value {
+        json!({"uid": "u-1", "kind": {"group": "g", "version": "v1", "kind": "K"}, "operation": "CREATE"})
+    }
+
+    #[test]
+    fn decodes_a_minimal_request() {
+        let request = decode_review(&review(minimal_request())).unwrap();
+        assert_eq!(request.uid, "u-1");
+        assert_eq!(request.operation, Operation::Create);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_review() {
+        let cases: [&[u8]; 4] = [
+            b"not json",
+            br#"{"apiVersion":"v1","kind":"Pod"}"#,
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":1}}"#,
+        ];
+        for body in cases {
+            assert!(
+                decode_review(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn denial_carries_code_reason_and_causes() {
+        let verdict = Decision {
+            denial: Some(Denial::invalid("spec.owner", "spec.owner is immutable")),
+            ..Decision::default()
+        };
+        let subject = Subject {
+            name: "b",
+            group: "openchoreo.dev",
+            kind: "ResourceReleaseBinding",
+        };
+        let out = encode_response("u-1", Some(Operation::Update), &subject, &verdict);
+        let response = &out["response"];
+        assert_eq!(out["apiVersion"], API_VERSION);
+        assert_eq!(response["uid"], "u-1");
+        assert_eq!(response["allowed"], false);
+        assert_eq!(response["status"]["code"], 422);
+        assert_eq!(response["status"]["reason"], "Invalid");
+        assert_eq!(
+            response["status"]["details"]["causes"][0]["field"],
+            "spec.owner"
+        );
+        assert!(response.get("patch").is_none());
+    }
+
+    #[test]
+    fn patch_is_base64_json_patch_and_never_on_delete() {
+        let op: json_patch::PatchOperation =
+            serde_json::from_value(json!({"op": "add", "path": "/metadata/labels", "value": {}}))
+                .unwrap();
+        let verdict = Decision {
+            patch: vec![op],
+            ..Decision::default()
+        };
+        let out = encode_response("u", Some(Operation::Create), &Subject::default(), &verdict);
+        let encoded = out["response"]["patch"]
+            .as_str()
+            .expect("patch is a string");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        let ops: Value = serde_json::from_slice(&decoded).unwrap();
+        assert_eq!(ops[0]["op"], "add");
+        assert_eq!(out["response"]["patchType"], "JSONPatch");
+        let out = encode_response("u", Some(Operation::Delete), &Subject::default(), &verdict);
+        assert!(out["response"].get("patch").is_none());
+        assert!(out["response"].get("patchType").is_none());
+    }
+
+    #[test]
+    fn warnings_are_few_short_and_printable() {
+        let many: Vec<String> = (0..20)
+            .map(|i| format!("w{i}\n{}", "x".repeat(300)))
+            .collect();
+        let cleaned = clean_warnings(&many);
+        assert_eq!(cleaned.len(), MAX_WARNINGS);
+        assert!(
+            cleaned
+                .iter()
+                .all(|w| w.chars().count() <= MAX_WARNING_CHARS)
+        );
+        assert!(cleaned.iter().all(|w| !w.chars().any(char::is_control)));
+    }
+}

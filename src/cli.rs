@@ -1,0 +1,292 @@
+//! Subcommands: each one wires the parts together in a few lines.
+
+use crate::cluster::{ClusterView, Stores, files, live};
+use crate::metrics::Metrics;
+use crate::policy::{Context, Phase, References, Settings};
+use crate::schema::SchemaCache;
+use crate::server::{self, App};
+use crate::{crd, judge, tls, webhook_config};
+use anyhow::{Context as _, bail};
+use base64::Engine;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// Admission webhook and reconcile loop that keep Kratix and OpenChoreo bindings honest.
+#[derive(Parser, Debug)]
+#[command(name = "bindguard", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the HTTPS admission webhook (and the admin endpoints).
+    Serve(ServeArgs),
+    /// Judge one AdmissionReview offline and print the response review.
+    Review(ReviewArgs),
+    /// Write a CA and a serving certificate for the webhook Service.
+    Certs(CertsArgs),
+    /// Print the Validating- and MutatingWebhookConfiguration with the caBundle filled in.
+    WebhookConfig(WebhookConfigArgs),
+    /// Print the CustomResourceDefinitions.
+    Crds,
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    /// What a reference to an object that does not exist yet means.
+    #[arg(long, env = "BINDGUARD_REFERENCES", value_enum, default_value_t = References::Warn)]
+    pub references: References,
+    /// An identity allowed to delete the latest PromiseRevision (repeatable).
+    #[arg(
+        long = "controller-user",
+        env = "BINDGUARD_CONTROLLER_USERS",
+        value_delimiter = ',',
+        default_value = "system:serviceaccount:bindguard-system:bindguard"
+    )]
+    pub controller_users: Vec<String>,
+}
+
+impl PolicyArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            references: self.references,
+            controller_users: self.controller_users.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address of the HTTPS webhook listener.
+    #[arg(long, env = "BINDGUARD_ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+    /// Address of the plain-HTTP admin listener (/healthz, /readyz, /metrics).
+    #[arg(long, env = "BINDGUARD_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+    /// PEM certificate chain; without it a self-signed certificate is made for local use.
+    #[arg(long, env = "BINDGUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "BINDGUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve from the manifests under DIR instead of a live cluster.
+    #[arg(long, env = "BINDGUARD_STATE")]
+    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Log format.
+    #[arg(long, env = "BINDGUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ReviewArgs {
+    /// The AdmissionReview to judge; `-` (the default) reads standard input.
+    #[arg(default_value = "-")]
+    pub file: String,
+    /// The cluster state to judge against.
+    #[arg(long, env = "BINDGUARD_STATE")]
+    pub state: PathBuf,
+    /// Ask the mutating webhook instead of the validating one.
+    #[arg(long)]
+    pub mutate: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CertsArgs {
+    /// Directory to write ca.crt, tls.crt and tls.key into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A DNS name (or IP address) the certificate is for (repeatable).
+    #[arg(long = "dns", required = true)]
+    pub dns: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct WebhookConfigArgs {
+    /// PEM CA that signed the webhook's serving certificate.
+    #[arg(long)]
+    pub ca_file: PathBuf,
+    /// The webhook Service as NAMESPACE/NAME.
+    #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+    pub service: Option<String>,
+    /// A base URL (https://host:port); /validate and /mutate are appended.
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Review(args) => review(args),
+        Command::Certs(args) => certs(args),
+        Command::WebhookConfig(args) => webhook_config(args),
+        Command::Crds => crds(),
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logs(args.log_format);
+    tokio::runtime::Runtime::new()?.block_on(serve_async(args))
+}
+
+async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let (view, stores) = cluster_view(args.state.as_deref(), &metrics).await?;
+    let resolver = tls::Resolver::new(serving_key(&args)?);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        tokio::spawn(tls::watch(
+            resolver.clone(),
+            cert.clone(),
+            key.clone(),
+            Duration::from_secs(10),
+        ));
+    }
+    let app = Arc::new(App {
+        view,
+        stores,
+        settings: args.policy.settings(),
+        schemas: SchemaCache::new(),
+        metrics,
+        tls_ready: AtomicBool::new(true),
+    });
+    let webhook = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("binding {}", args.addr))?;
+    let admin = tokio::net::TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("binding {}", args.admin_addr))?;
+    tracing::info!(webhook = %webhook.local_addr()?, admin = %admin.local_addr()?, "serving");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let https = tokio::spawn(server::serve_tls(
+        webhook,
+        tls::server_config(resolver)?,
+        server::webhook_router(app.clone()),
+        stopped.clone(),
+    ));
+    let plain = tokio::spawn(server::serve_plain(
+        admin,
+        server::admin_router(app),
+        stopped,
+    ));
+    server::termination().await;
+    tracing::info!("shutting down: draining connections");
+    let _ = stop.send(true);
+    let _ = tokio::join!(https, plain);
+    Ok(())
+}
+
+/// The static view from `--state`, or the live one from the kubeconfig.
+async fn cluster_view(
+    state: Option<&Path>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Arc<dyn ClusterView>, Option<Stores>)> {
+    let stores = match state {
+        Some(dir) => files::load_dir(dir)?,
+        None => {
+            let client = kube::Client::try_default().await.context("connecting to the cluster (kubeconfig or in-cluster); use --state DIR to serve without one")?;
+            live::start(client, metrics.clone())
+        }
+    };
+    Ok((Arc::new(stores.clone()), Some(stores)))
+}
+
+fn serving_key(args: &ServeArgs) -> anyhow::Result<Arc<rustls::sign::CertifiedKey>> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return tls::load(cert, key);
+    }
+    let bundle = tls::generate(&["localhost".into(), "127.0.0.1".into()])?;
+    let dir = std::env::temp_dir().join("bindguard");
+    tls::write_bundle(&dir, &bundle)?;
+    tracing::warn!(ca = %dir.join("ca.crt").display(), "no --tls-cert/--tls-key: serving a self-signed certificate for localhost, for local use only");
+    eprintln!("self-signed CA written to {}", dir.join("ca.crt").display());
+    tls::load(&dir.join("tls.crt"), &dir.join("tls.key"))
+}
+
+fn review(args: ReviewArgs) -> anyhow::Result<()> {
+    let stores = files::load_dir(&args.state)?;
+    let body = if args.file == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        buf
+    } else {
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file))?
+    };
+    let settings = args.policy.settings();
+    let schemas = SchemaCache::new();
+    let ctx = Context {
+        view: &stores,
+        settings: &settings,
+        schemas: &schemas,
+    };
+    let phase = if args.mutate {
+        Phase::Mutate
+    } else {
+        Phase::Validate
+    };
+    let judged =
+        judge::judge(phase, &body, &ctx).map_err(|e| anyhow::anyhow!("{}: {e}", args.file))?;
+    println!("{}", serde_json::to_string_pretty(&judged.response)?);
+    Ok(())
+}
+
+fn certs(args: CertsArgs) -> anyhow::Result<()> {
+    let bundle = tls::generate(&args.dns)?;
+    tls::write_bundle(&args.out, &bundle)?;
+    println!(
+        "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn webhook_config(args: WebhookConfigArgs) -> anyhow::Result<()> {
+    let ca = std::fs::read(&args.ca_file)
+        .with_context(|| format!("reading {}", args.ca_file.display()))?;
+    if !String::from_utf8_lossy(&ca).contains("BEGIN CERTIFICATE") {
+        bail!("{}: not a PEM certificate", args.ca_file.display());
+    }
+    let target = match (args.service, args.url) {
+        (Some(service), _) => webhook_config::Target::service(&service)?,
+        (None, Some(url)) if url.starts_with("https://") => webhook_config::Target::Url(url),
+        (None, Some(url)) => bail!("--url must start with https://, got {url:?}"),
+        (None, None) => bail!("give --service NAMESPACE/NAME or --url URL"),
+    };
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca);
+    let configs = webhook_config::configurations(&target, Some(&ca_bundle));
+    print!("{}", serde_saphyr::to_string_multiple(&configs)?);
+    Ok(())
+}
+
+fn crds() -> anyhow::Result<()> {
+    for crd in crd::all() {
+        print!("---\n{}", crd::to_yaml(&crd)?);
+    }
+    Ok(())
+}

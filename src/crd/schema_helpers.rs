@@ -1,0 +1,56 @@
+//! Schema fragments that schemars cannot derive: free-form objects and CEL rules.
+
+use schemars::{Schema, SchemaGenerator, json_schema};
+
+/// An object whose fields the API server keeps as they are.
+pub fn free_form(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// Like [`free_form`], but absent is allowed.
+pub fn optional_free_form(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// A string that cannot be empty.
+pub fn non_empty(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "minLength": 1 })
+}
+
+/// `Delete` or `Retain`; absent means inherit.
+pub fn retain_policy(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "enum": ["Delete", "Retain"] })
+}
+
+/// Conditions as a map keyed by type.
+pub fn conditions(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<super::Condition>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
+    schema
+}
+
+/// Implements `JsonSchema` for a spec the API server should keep as it is.
+#[macro_export]
+macro_rules! free_form_schema {
+    ($t:ty) => {
+        impl schemars::JsonSchema for $t {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($t).into()
+            }
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                $crate::crd::schema_helpers::free_form(generator)
+            }
+        }
+    };
+}

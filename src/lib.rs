@@ -1,0 +1,14 @@
+//! bindguard: admission webhook and reconcile loop that keep Kratix and OpenChoreo bindings honest.
+
+pub mod admission;
+pub mod cli;
+pub mod cluster;
+pub mod crd;
+pub mod judge;
+pub mod metrics;
+pub mod naming;
+pub mod policy;
+pub mod schema;
+pub mod server;
+pub mod tls;
+pub mod webhook_config;

@@ -1,0 +1,92 @@
+//! Names the reconcile loop and the policy agree on.
+
+use crate::crd::VERSION_NOT_SET;
+
+/// Longest object name Kubernetes accepts (a DNS subdomain).
+pub const MAX_NAME: usize = 253;
+
+/// The PromiseRevision name for `promise` at `version`: `<promise>-<version>` as the seed says
+/// when that is a valid object name, otherwise `<promise>-<first 5 hex of md5(version)>` as
+/// Kratix does. An empty version counts as `not-set`.
+pub fn revision_name(promise: &str, version: &str) -> String {
+    let version = if version.is_empty() {
+        VERSION_NOT_SET
+    } else {
+        version
+    };
+    let plain = format!("{promise}-{version}");
+    if is_dns_subdomain(&plain) {
+        plain
+    } else {
+        format!("{promise}-{}", short_hash(version))
+    }
+}
+
+/// The first five hex digits of the MD5 of `text`.
+pub fn short_hash(text: &str) -> String {
+    let digest = format!("{:x}", md5::compute(text.as_bytes()));
+    digest[..5].to_string()
+}
+
+/// Whether `name` is a valid DNS subdomain (RFC 1123): lower-case alphanumerics, `-` and `.`,
+/// starting and ending alphanumeric, at most 253 characters.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.chars().all(valid_char)
+        && alnum(name.chars().next())
+        && alnum(name.chars().last())
+        && name.split('.').all(|label| {
+            !label.is_empty() && alnum(label.chars().next()) && alnum(label.chars().last())
+        })
+}
+
+/// The Promise version carried by its labels: `kratix.io/promise-version`, else `not-set`.
+pub fn promise_version(labels: Option<&std::collections::BTreeMap<String, String>>) -> String {
+    labels
+        .and_then(|l| l.get(crate::crd::LABEL_PROMISE_VERSION))
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .unwrap_or_else(|| VERSION_NOT_SET.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_versions_follow_the_seed() {
+        assert_eq!(revision_name("redis", "v0.1.0"), "redis-v0.1.0");
+        assert_eq!(revision_name("redis", ""), "redis-not-set");
+        assert_eq!(revision_name("redis", "not-set"), "redis-not-set");
+    }
+
+    #[test]
+    fn versions_that_are_not_names_are_hashed() {
+        for version in ["V1.0.0", "1.0.0+build.5", "v1_0", "v1.", "v1..2", "v 1"] {
+            let name = revision_name("redis", version);
+            assert_eq!(name, format!("redis-{}", short_hash(version)), "{version}");
+            assert!(is_dns_subdomain(&name), "{name}");
+        }
+        assert_ne!(revision_name("redis", "V1"), revision_name("redis", "V2"));
+    }
+
+    #[test]
+    fn the_253_character_limit_is_respected() {
+        let fits = "a".repeat(MAX_NAME - "redis-".len());
+        assert_eq!(revision_name("redis", &fits).len(), MAX_NAME);
+        let too_long = "a".repeat(MAX_NAME);
+        assert_eq!(
+            revision_name("redis", &too_long),
+            format!("redis-{}", short_hash(&too_long))
+        );
+    }
+
+    #[test]
+    fn md5_prefix_matches_kratix() {
+        // md5("v0.1.0") = 77ba1816...; Kratix takes the first five hex digits.
+        assert_eq!(short_hash("v0.1.0"), "77ba1");
+    }
+}

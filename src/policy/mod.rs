@@ -1,0 +1,201 @@
+//! Pure policy: one module per kind, `fn(&Request, &Context) -> Decision`.
+//!
+//! No I/O, no async, no clock. Every rule is a named function returning [`Check`]: the
+//! warnings it raises, or the denial that stops the request.
+
+pub mod patch;
+pub mod promise;
+pub mod promise_revision;
+pub mod release_binding;
+pub mod resource_binding;
+
+use crate::admission::{AdmissionRequest, Decision, Denial, DenyCode, Operation};
+use crate::cluster::ClusterView;
+use crate::crd::{KRATIX_GROUP, OPENCHOREO_GROUP};
+use crate::schema::SchemaCache;
+use serde::de::DeserializeOwned;
+
+/// What a missing reference means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum References {
+    /// Allowed with a warning: GitOps applies objects in any order.
+    #[default]
+    Warn,
+    /// Denied with 422.
+    Strict,
+}
+
+/// Settings every rule may read.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub references: References,
+    /// Identities allowed to do what only the platform's controllers should.
+    pub controller_users: Vec<String>,
+}
+
+/// The identity Kubernetes' garbage collector acts as.
+pub const GARBAGE_COLLECTOR: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
+
+/// Everything a rule may consult besides the request.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub view: &'a dyn ClusterView,
+    pub settings: &'a Settings,
+    pub schemas: &'a SchemaCache,
+}
+
+/// A rule's outcome: warnings to pass on, or the denial.
+pub type Check = Result<Vec<String>, Denial>;
+
+/// Passes with nothing to say.
+pub fn pass() -> Check {
+    Ok(Vec::new())
+}
+
+impl Context<'_> {
+    /// A reference to an object not (yet) in the cluster: a warning, or 422 under strict.
+    pub fn missing_reference(&self, field: &str, message: String) -> Check {
+        match self.settings.references {
+            References::Warn => Ok(vec![message]),
+            References::Strict => Err(Denial::invalid(
+                field,
+                format!("{message} (--references strict refuses missing references)"),
+            )),
+        }
+    }
+
+    /// Whether `user` is one of the platform's controllers (or the garbage collector).
+    pub fn is_controller(&self, user: &str) -> bool {
+        user == GARBAGE_COLLECTOR || self.settings.controller_users.iter().any(|u| u == user)
+    }
+}
+
+/// Which webhook is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Validate,
+    Mutate,
+}
+
+/// An admission request with its objects decoded as `T`.
+pub struct Request<'a, T> {
+    pub review: &'a AdmissionRequest,
+    pub object: Option<T>,
+    pub old_object: Option<T>,
+}
+
+impl<'a, T: DeserializeOwned> Request<'a, T> {
+    /// Decodes both objects; a field that does not fit is a 400 naming it.
+    pub fn decode(review: &'a AdmissionRequest) -> Result<Self, Denial> {
+        Ok(Request {
+            review,
+            object: decode_object(review.object.as_ref(), "object")?,
+            old_object: decode_object(review.old_object.as_ref(), "oldObject")?,
+        })
+    }
+}
+
+impl<T> Request<'_, T> {
+    pub fn operation(&self) -> Operation {
+        self.review.operation
+    }
+    pub fn namespace(&self) -> &str {
+        self.review.namespace()
+    }
+    pub fn name(&self) -> &str {
+        self.review.object_name()
+    }
+    /// The new object and the old one, on UPDATE.
+    pub fn update(&self) -> Option<(&T, &T)> {
+        match (self.operation(), &self.object, &self.old_object) {
+            (Operation::Update, Some(new), Some(old)) => Some((new, old)),
+            _ => None,
+        }
+    }
+    /// The object being created or updated.
+    pub fn written(&self) -> Option<&T> {
+        match self.operation() {
+            Operation::Create | Operation::Update => self.object.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+fn decode_object<T: DeserializeOwned>(
+    value: Option<&serde_json::Value>,
+    what: &str,
+) -> Result<Option<T>, Denial> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    serde_path_to_error::deserialize(value)
+        .map(Some)
+        .map_err(|e| {
+            let field = e.path().to_string();
+            let message = format!("{what}.{field} cannot be read: {}", e.inner());
+            Denial::new(DenyCode::BadRequest, &field, message)
+        })
+}
+
+/// Runs `rules` in order: the first denial stops the request, warnings add up.
+pub fn run_rules<T>(
+    request: &Request<T>,
+    ctx: &Context,
+    rules: &[fn(&Request<T>, &Context) -> Check],
+) -> Decision {
+    let mut decision = Decision::default();
+    for rule in rules {
+        match rule(request, ctx) {
+            Ok(warnings) => decision.warnings.extend(warnings),
+            Err(denial) => {
+                return Decision {
+                    denial: Some(denial),
+                    ..Decision::default()
+                };
+            }
+        }
+    }
+    decision
+}
+
+/// Judges one admission request. Kinds bindguard does not guard are allowed untouched.
+pub fn decide(phase: Phase, review: &AdmissionRequest, ctx: &Context) -> Decision {
+    let kind = &review.kind;
+    match (kind.group.as_str(), kind.kind.as_str(), phase) {
+        (OPENCHOREO_GROUP, "ResourceReleaseBinding", Phase::Validate) => {
+            with_decoded(review, |r| release_binding::validate(r, ctx))
+        }
+        (OPENCHOREO_GROUP, "ResourceReleaseBinding", Phase::Mutate) => {
+            with_decoded(review, |r| release_binding::mutate(r, ctx))
+        }
+        (KRATIX_GROUP, "PromiseRevision", Phase::Validate) => {
+            with_decoded(review, |r| promise_revision::validate(r, ctx))
+        }
+        (KRATIX_GROUP, "PromiseRevision", Phase::Mutate) => {
+            with_decoded(review, |r| promise_revision::mutate(r, ctx))
+        }
+        (KRATIX_GROUP, "ResourceBinding", Phase::Validate) => {
+            with_decoded(review, |r| resource_binding::validate(r, ctx))
+        }
+        (KRATIX_GROUP, "ResourceBinding", Phase::Mutate) => {
+            with_decoded(review, |r| resource_binding::mutate(r, ctx))
+        }
+        (KRATIX_GROUP, "Promise", Phase::Validate) => {
+            with_decoded(review, |r| promise::validate(r, ctx))
+        }
+        _ => Decision::default(),
+    }
+}
+
+fn with_decoded<'a, T: DeserializeOwned>(
+    review: &'a AdmissionRequest,
+    judge: impl FnOnce(&Request<'a, T>) -> Decision,
+) -> Decision {
+    match Request::decode(review) {
+        Ok(request) => judge(&request),
+        Err(denial) => Decision {
+            denial: Some(denial),
+            ..Decision::default()
+        },
+    }
+}
