@@ -1,0 +1,55 @@
+//! Time to judge one AdmissionReview, end to end through `judge` (decode, policy, encode),
+//! against the static view of `examples/cluster`. Run: `cargo bench --bench judge`.
+//! Prints the median of 31 batches for each case.
+
+use bindguard::cluster::files;
+use bindguard::judge::judge;
+use bindguard::policy::{Context, Phase, Settings};
+use bindguard::schema::SchemaCache;
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Instant;
+
+const BATCHES: usize = 31;
+const PER_BATCH: u32 = 2000;
+
+fn median_micros(mut run: impl FnMut()) -> f64 {
+    for _ in 0..PER_BATCH {
+        run();
+    }
+    let mut batches: Vec<f64> = (0..BATCHES)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..PER_BATCH {
+                run();
+            }
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(PER_BATCH)
+        })
+        .collect();
+    batches.sort_by(f64::total_cmp);
+    batches[BATCHES / 2]
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let stores = files::load_dir(&root.join("examples/cluster")).expect("examples/cluster");
+    let settings = Settings::default();
+    let schemas = SchemaCache::new();
+    let ctx = Context { view: &stores, settings: &settings, schemas: &schemas };
+    println!("| case | phase | median µs per review |");
+    println!("|---|---|---|");
+    let mut files: Vec<_> = std::fs::read_dir(root.join("examples/reviews"))
+        .expect("examples/reviews")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let phase = if name.contains(".patch.") { Phase::Mutate } else { Phase::Validate };
+        let body = std::fs::read(&path).expect("read");
+        let micros = median_micros(|| {
+            black_box(judge(phase, black_box(&body), &ctx).ok());
+        });
+        println!("| {name} | {phase:?} | {micros:.1} |");
+    }
+}
