@@ -35,7 +35,11 @@ fn main() {
     let stores = files::load_dir(&root.join("examples/cluster")).expect("examples/cluster");
     let settings = Settings::default();
     let schemas = SchemaCache::new();
-    let ctx = Context { view: &stores, settings: &settings, schemas: &schemas };
+    let ctx = Context {
+        view: &stores,
+        settings: &settings,
+        schemas: &schemas,
+    };
     println!("| case | phase | median µs per review |");
     println!("|---|---|---|");
     let mut files: Vec<_> = std::fs::read_dir(root.join("examples/reviews"))
@@ -45,7 +49,11 @@ fn main() {
     files.sort();
     for path in files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let phase = if name.contains(".patch.") { Phase::Mutate } else { Phase::Validate };
+        let phase = if name.contains(".patch.") {
+            Phase::Mutate
+        } else {
+            Phase::Validate
+        };
         let body = std::fs::read(&path).expect("read");
         let micros = median_micros(|| {
             black_box(judge(phase, black_box(&body), &ctx).ok());
