@@ -5,7 +5,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Context, Phase, References, Settings};
 use crate::schema::SchemaCache;
 use crate::server::{self, App};
-use crate::{crd, judge, tls, webhook_config};
+use crate::{crd, judge, reconcile, tls, webhook_config};
 use anyhow::{Context as _, bail};
 use base64::Engine;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -35,6 +35,32 @@ pub enum Command {
     WebhookConfig(WebhookConfigArgs),
     /// Print the CustomResourceDefinitions.
     Crds,
+    /// Run the reconcile loop alone (leader-elected), with an admin /healthz.
+    Reconcile(ReconcileArgs),
+    /// Pin an environment's ResourceReleaseBinding to the Resource's latest release.
+    Promote(PromoteArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReconcileArgs {
+    /// Address of the plain-HTTP admin listener (/healthz).
+    #[arg(long, env = "BINDGUARD_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "BINDGUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    /// The Resource whose latest release is pinned.
+    pub resource: String,
+    /// The Environment whose binding is pinned.
+    #[arg(long)]
+    pub env: String,
+    /// The namespace of the Resource and its bindings.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
 }
 
 #[derive(Args, Debug)]
@@ -83,6 +109,9 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "BINDGUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Do not run the reconcile loop inside serve (run `bindguard reconcile` elsewhere).
+    #[arg(long, env = "BINDGUARD_NO_RECONCILE")]
+    pub no_reconcile: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,6 +165,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Certs(args) => certs(args),
         Command::WebhookConfig(args) => webhook_config(args),
         Command::Crds => crds(),
+        Command::Reconcile(args) => reconcile(args),
+        Command::Promote(args) => promote(args),
     }
 }
 
@@ -159,6 +190,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (view, stores) = cluster_view(args.state.as_deref(), &metrics).await?;
+    if !args.no_reconcile && args.state.is_none() {
+        let client = kube::Client::try_default().await.context("connecting to the cluster for the reconcile loop; use --no-reconcile to serve without it")?;
+        tokio::spawn(reconcile::run(client, metrics.clone()));
+    }
     let resolver = tls::Resolver::new(serving_key(&args)?);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         tokio::spawn(tls::watch(
@@ -289,4 +324,45 @@ fn crds() -> anyhow::Result<()> {
         print!("---\n{}", crd::to_yaml(&crd)?);
     }
     Ok(())
+}
+
+fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
+    init_logs(args.log_format);
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the cluster (kubeconfig or in-cluster)")?;
+        let metrics = Arc::new(Metrics::default());
+        let admin = tokio::net::TcpListener::bind(args.admin_addr)
+            .await
+            .with_context(|| format!("binding {}", args.admin_addr))?;
+        let shown = metrics.clone();
+        let routes = axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/metrics",
+                axum::routing::get(move || std::future::ready(shown.render(&[]))),
+            );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let plain = tokio::spawn(server::serve_plain(admin, routes, stopped));
+        tokio::select! {
+            () = reconcile::run(client, metrics) => {}
+            () = server::termination() => {}
+        }
+        let _ = stop.send(true);
+        let _ = plain.await;
+        Ok(())
+    })
+}
+
+fn promote(args: PromoteArgs) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the cluster (kubeconfig or in-cluster)")?;
+        let (binding, release) =
+            reconcile::promote::promote(client, &args.namespace, &args.resource, &args.env).await?;
+        println!("ResourceReleaseBinding {binding} now pins ResourceRelease {release}");
+        Ok(())
+    })
 }

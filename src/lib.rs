@@ -8,6 +8,7 @@ pub mod judge;
 pub mod metrics;
 pub mod naming;
 pub mod policy;
+pub mod reconcile;
 pub mod schema;
 pub mod server;
 pub mod tls;

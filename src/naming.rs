@@ -43,6 +43,22 @@ pub fn is_dns_subdomain(name: &str) -> bool {
         })
 }
 
+/// Longest label value Kubernetes accepts.
+pub const MAX_LABEL_VALUE: usize = 63;
+
+/// `name` as a label value: itself when it fits, else its first characters and the first 5 hex
+/// of its MD5, so bindings of long-named requests can still be labelled and found.
+pub fn label_value(name: &str) -> String {
+    if name.len() <= MAX_LABEL_VALUE {
+        return name.to_string();
+    }
+    let hash = short_hash(name);
+    let keep = MAX_LABEL_VALUE - hash.len() - 1;
+    let prefix: String = name.chars().take(keep).collect();
+    let prefix = prefix.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    format!("{prefix}-{hash}")
+}
+
 /// The Promise version carried by its labels: `kratix.io/promise-version`, else `not-set`.
 pub fn promise_version(labels: Option<&std::collections::BTreeMap<String, String>>) -> String {
     labels
@@ -82,6 +98,29 @@ mod tests {
             revision_name("redis", &too_long),
             format!("redis-{}", short_hash(&too_long))
         );
+    }
+
+    #[test]
+    fn long_names_fit_in_a_label_value() {
+        assert_eq!(label_value("example"), "example");
+        let fits = "a".repeat(MAX_LABEL_VALUE);
+        assert_eq!(label_value(&fits), fits);
+        let long = format!("{}.{}", "a".repeat(56), "b".repeat(100));
+        let value = label_value(&long);
+        assert_eq!(value, format!("{}-{}", "a".repeat(56), short_hash(&long)));
+        assert!(value.len() <= MAX_LABEL_VALUE);
+        assert_ne!(label_value(&"c".repeat(70)), label_value(&"c".repeat(71)));
+    }
+
+    #[test]
+    fn the_not_set_version_is_used_when_unlabelled() {
+        let mut labels = std::collections::BTreeMap::new();
+        assert_eq!(promise_version(None), "not-set");
+        assert_eq!(promise_version(Some(&labels)), "not-set");
+        labels.insert(crate::crd::LABEL_PROMISE_VERSION.to_string(), String::new());
+        assert_eq!(promise_version(Some(&labels)), "not-set");
+        labels.insert(crate::crd::LABEL_PROMISE_VERSION.to_string(), "v1".into());
+        assert_eq!(promise_version(Some(&labels)), "v1");
     }
 
     #[test]

@@ -1,24 +1,55 @@
 //! ResourceReleaseBinding (`openchoreo.dev/v1alpha1`): what a binding may be and become.
 
 use super::{Check, Context, Request, pass, patch, run_rules};
-use crate::admission::{Decision, Denial};
+use crate::admission::{Cause, Decision, Denial, DenyCode, Operation};
 use crate::crd::{
-    BindingOwner, LABEL_ENVIRONMENT, LABEL_PROJECT, LABEL_RESOURCE, ResourceReleaseBinding,
+    BindingOwner, ClusterResourceType, KIND_CLUSTER_RESOURCE_TYPE, LABEL_ENVIRONMENT,
+    LABEL_PROJECT, LABEL_RESOURCE, ResourceRelease, ResourceReleaseBinding, ResourceType,
+    ResourceTypeTemplate,
 };
+use kube::api::ObjectMeta;
+use serde_json::{Value, json};
+use std::sync::Arc;
 
 type Rrb<'a> = Request<'a, ResourceReleaseBinding>;
 
+const RETAIN: &str = "Retain";
+const DELETE: &str = "Delete";
+const CONFIGS: &str = "spec.resourceTypeEnvironmentConfigs";
+
 /// The validating rules, in the order they are judged.
 pub fn validate(request: &Rrb, ctx: &Context) -> Decision {
+    if request.review.is_status_update() {
+        return run_rules(
+            request,
+            ctx,
+            &[outputs_set_exactly_one_source, secret_outputs_stay_secret],
+        );
+    }
+    if request.operation() == Operation::Delete {
+        return run_rules(request, ctx, &[retain_delete_warns]);
+    }
     run_rules(
         request,
         ctx,
-        &[owner_is_immutable, environment_is_immutable],
+        &[
+            owner_is_immutable,
+            environment_is_immutable,
+            required_fields_are_set,
+            environment_exists,
+            resource_belongs_to_project,
+            release_belongs_to_owner,
+            environment_configs_match_schema,
+            one_binding_per_target,
+        ],
     )
 }
 
 /// Sets the project, resource and environment labels from the spec.
 pub fn mutate(request: &Rrb, _ctx: &Context) -> Decision {
+    if request.review.is_status_update() {
+        return Decision::default();
+    }
     let (Some(binding), Some(raw)) = (request.written(), request.review.object.as_ref()) else {
         return Decision::default();
     };
@@ -41,6 +72,16 @@ fn show_owner(owner: &BindingOwner) -> String {
     )
 }
 
+/// `ResourceReleaseBinding "name"`: how every message starts.
+fn who(request: &Rrb) -> String {
+    format!("ResourceReleaseBinding {:?}", request.name())
+}
+
+/// `binding "name"`: the short form for warnings, which must stay under 120 characters.
+fn short(request: &Rrb) -> String {
+    format!("binding {:?}", request.name())
+}
+
 /// Rule 1: `spec.owner` never changes; re-targeting means a new binding.
 pub fn owner_is_immutable(request: &Rrb, _ctx: &Context) -> Check {
     let Some((new, old)) = request.update() else {
@@ -52,9 +93,9 @@ pub fn owner_is_immutable(request: &Rrb, _ctx: &Context) -> Check {
     Err(Denial::invalid(
         "spec.owner",
         format!(
-            "ResourceReleaseBinding {:?}: spec.owner is immutable: it was ({}) and is now ({}); \
+            "{}: spec.owner is immutable: it was ({}) and is now ({}); \
              to re-target, delete this binding and create a new one",
-            request.name(),
+            who(request),
             show_owner(&old.spec.owner),
             show_owner(&new.spec.owner),
         ),
@@ -72,11 +113,1042 @@ pub fn environment_is_immutable(request: &Rrb, _ctx: &Context) -> Check {
     Err(Denial::invalid(
         "spec.environment",
         format!(
-            "ResourceReleaseBinding {:?}: spec.environment is immutable: it was {:?} and is now {:?}; \
+            "{}: spec.environment is immutable: it was {:?} and is now {:?}; \
              to deploy to another environment, create a new binding for it",
-            request.name(),
+            who(request),
             old.spec.environment,
             new.spec.environment,
         ),
     ))
+}
+
+/// Rule 3: owner and environment are named; `retainPolicy`, when set, is Delete or Retain.
+pub fn required_fields_are_set(request: &Rrb, _ctx: &Context) -> Check {
+    let Some(binding) = request.written() else {
+        return pass();
+    };
+    let spec = &binding.spec;
+    let required = [
+        (
+            "spec.owner.projectName",
+            &spec.owner.project_name,
+            "the Project that owns the Resource",
+        ),
+        (
+            "spec.owner.resourceName",
+            &spec.owner.resource_name,
+            "the Resource to deploy",
+        ),
+        (
+            "spec.environment",
+            &spec.environment,
+            "the Environment to deploy to",
+        ),
+    ];
+    for (field, value, meaning) in required {
+        if value.trim().is_empty() {
+            return Err(Denial::invalid(
+                field,
+                format!("{}: {field} is empty; set it to {meaning}", who(request)),
+            ));
+        }
+    }
+    match spec.retain_policy.as_deref() {
+        None | Some(DELETE | RETAIN) => pass(),
+        Some(other) => Err(Denial::invalid(
+            "spec.retainPolicy",
+            format!(
+                "{}: spec.retainPolicy {other:?} is not a retain policy; \
+                 use \"Delete\" or \"Retain\", or leave it unset",
+                who(request)
+            ),
+        )),
+    }
+}
+
+/// Rule 4: on CREATE, the Environment exists in the binding's namespace.
+pub fn environment_exists(request: &Rrb, ctx: &Context) -> Check {
+    let (Operation::Create, Some(binding)) = (request.operation(), request.object.as_ref()) else {
+        return pass();
+    };
+    let environment = &binding.spec.environment;
+    if ctx
+        .view
+        .environment(request.namespace(), environment)
+        .is_some()
+    {
+        return pass();
+    }
+    ctx.missing_reference(
+        "spec.environment",
+        format!(
+            "{}: Environment {environment:?} not found; create it or fix spec.environment",
+            short(request)
+        ),
+    )
+}
+
+/// The object written, unless this is an UPDATE that leaves the spec as it was (finalizers,
+/// labels): such updates must never be blocked by references that have since moved.
+fn written_with_new_spec<'r>(request: &'r Rrb) -> Option<&'r ResourceReleaseBinding> {
+    match request.update() {
+        Some((new, old)) if new.spec == old.spec => None,
+        _ => request.written(),
+    }
+}
+
+/// Rule 5: the Resource belongs to the binding's project; a mismatch is refused whatever
+/// `--references` says, an absent Resource is a missing reference.
+pub fn resource_belongs_to_project(request: &Rrb, ctx: &Context) -> Check {
+    let Some(binding) = written_with_new_spec(request) else {
+        return pass();
+    };
+    let owner = &binding.spec.owner;
+    let Some(resource) = ctx.view.resource(request.namespace(), &owner.resource_name) else {
+        return ctx.missing_reference(
+            "spec.owner.resourceName",
+            format!(
+                "{}: Resource {:?} not found; create it or fix spec.owner.resourceName",
+                short(request),
+                owner.resource_name
+            ),
+        );
+    };
+    let actual = &resource.spec.owner.project_name;
+    if *actual == owner.project_name {
+        return pass();
+    }
+    Err(Denial::forbidden(
+        "spec.owner.projectName",
+        format!(
+            "{}: spec.owner.projectName is {:?} but Resource {:?} belongs to project {actual:?}; \
+             a binding may only deploy a Resource of its own project: set projectName to {actual:?} \
+             or bind a Resource of project {:?}",
+            who(request),
+            owner.project_name,
+            owner.resource_name,
+            owner.project_name,
+        ),
+    ))
+}
+
+/// The pinned release name, when set and not empty.
+fn pinned(binding: &ResourceReleaseBinding) -> Option<&str> {
+    binding
+        .spec
+        .resource_release
+        .as_deref()
+        .filter(|name| !name.is_empty())
+}
+
+/// Rule 6: a pinned ResourceRelease exists and belongs to the binding's owner.
+pub fn release_belongs_to_owner(request: &Rrb, ctx: &Context) -> Check {
+    let Some(binding) = request.written() else {
+        return pass();
+    };
+    if let Some((_, old)) = request.update()
+        && old.spec.resource_release == binding.spec.resource_release
+    {
+        return pass();
+    }
+    let Some(name) = pinned(binding) else {
+        return pass();
+    };
+    let Some(release) = ctx.view.resource_release(request.namespace(), name) else {
+        return ctx.missing_reference(
+            "spec.resourceRelease",
+            format!(
+                "{}: ResourceRelease {name:?} not found; create it or fix spec.resourceRelease",
+                short(request)
+            ),
+        );
+    };
+    let owner = &binding.spec.owner;
+    let theirs = &release.spec.owner;
+    if theirs == owner {
+        return pass();
+    }
+    Err(Denial::forbidden(
+        "spec.resourceRelease",
+        format!(
+            "{}: binding owner (project: {:?}, resource: {:?}) does not match ResourceRelease \
+             {name:?} owner (project: {:?}, resource: {:?}); pin a release of resource {:?}",
+            who(request),
+            owner.project_name,
+            owner.resource_name,
+            theirs.project_name,
+            theirs.resource_name,
+            owner.resource_name,
+        ),
+    ))
+}
+
+/// Where a binding's type comes from: the pinned release's snapshot, or the live type.
+enum Declaring {
+    Release(Arc<ResourceRelease>),
+    Type(Arc<ResourceType>),
+    ClusterType(Arc<ClusterResourceType>),
+}
+
+impl Declaring {
+    /// The pinned release when it is known, else the live type of the binding's Resource.
+    fn find(ctx: &Context, namespace: &str, binding: &ResourceReleaseBinding) -> Option<Self> {
+        if let Some(release) = pinned(binding).and_then(|n| ctx.view.resource_release(namespace, n))
+        {
+            return Some(Declaring::Release(release));
+        }
+        let resource = ctx
+            .view
+            .resource(namespace, &binding.spec.owner.resource_name)?;
+        let type_ref = &resource.spec.type_;
+        if type_ref.kind == KIND_CLUSTER_RESOURCE_TYPE {
+            let found = ctx.view.cluster_resource_type(&type_ref.name)?;
+            return Some(Declaring::ClusterType(found));
+        }
+        let found = ctx.view.resource_type(namespace, &type_ref.name)?;
+        Some(Declaring::Type(found))
+    }
+
+    fn template(&self) -> &ResourceTypeTemplate {
+        match self {
+            Declaring::Release(r) => &r.spec.resource_type.spec,
+            Declaring::Type(t) => &t.spec.template,
+            Declaring::ClusterType(t) => &t.spec.template,
+        }
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Declaring::Release(r) => &r.metadata,
+            Declaring::Type(t) => &t.metadata,
+            Declaring::ClusterType(t) => &t.metadata,
+        }
+    }
+
+    /// `ResourceType "postgres"`, for messages.
+    fn describe(&self) -> String {
+        let kind = match self {
+            Declaring::Release(_) => "ResourceRelease",
+            Declaring::Type(_) => "ResourceType",
+            Declaring::ClusterType(_) => "ClusterResourceType",
+        };
+        format!(
+            "{kind} {:?}",
+            self.meta().name.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// Which object, and which version of it: the schema cache key.
+    fn identity(&self) -> String {
+        let meta = self.meta();
+        format!(
+            "{}/{}/uid={}/rv={}/gen={}",
+            self.describe(),
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.uid.as_deref().unwrap_or_default(),
+            meta.resource_version.as_deref().unwrap_or_default(),
+            meta.generation.unwrap_or_default(),
+        )
+    }
+}
+
+/// Rule 7: `resourceTypeEnvironmentConfigs` is an object that fits the type's schema.
+pub fn environment_configs_match_schema(request: &Rrb, ctx: &Context) -> Check {
+    let Some(binding) = request.written() else {
+        return pass();
+    };
+    if let Some((_, old)) = request.update() {
+        let spec = (&binding.spec, &old.spec);
+        if spec.0.resource_type_environment_configs == spec.1.resource_type_environment_configs
+            && spec.0.resource_release == spec.1.resource_release
+        {
+            return pass();
+        }
+    }
+    let value = binding
+        .spec
+        .resource_type_environment_configs
+        .clone()
+        .unwrap_or_else(|| json!({}));
+    if !value.is_object() {
+        return Err(Denial::invalid(
+            CONFIGS,
+            format!(
+                "{}: {CONFIGS} must be an object of settings, not {}; write it as a map, e.g. {{memory: 512Mi}}",
+                who(request),
+                json_type(&value)
+            ),
+        ));
+    }
+    let declaring = Declaring::find(ctx, request.namespace(), binding);
+    let Some((declaring, schema)) = declaring
+        .as_ref()
+        .and_then(|d| Some((d, d.template().environment_configs_schema()?)))
+    else {
+        return no_schema(request, &value);
+    };
+    let compiled = ctx.schemas.get_or_compile(&declaring.identity(), schema);
+    let compiled = compiled.as_ref().as_ref().map_err(|error| {
+        Denial::forbidden(
+            CONFIGS,
+            format!(
+                "{}: the environmentConfigs schema of {} is invalid ({error}), so {CONFIGS} \
+                 cannot be checked; ask the platform team to fix {}",
+                who(request),
+                declaring.describe(),
+                declaring.describe(),
+            ),
+        )
+    })?;
+    let violations = compiled.validate(&value);
+    if violations.is_empty() {
+        return pass();
+    }
+    let causes: Vec<Cause> = violations
+        .iter()
+        .map(|v| Cause {
+            field: v.field(CONFIGS),
+            message: v.message.clone(),
+        })
+        .collect();
+    let listed: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    Err(Denial {
+        code: DenyCode::Invalid,
+        message: format!(
+            "{}: {CONFIGS} does not match the environmentConfigs schema of {}: {}; fix these values",
+            who(request),
+            declaring.describe(),
+            listed.join("; "),
+        ),
+        causes,
+    })
+}
+
+/// No schema to check against: nothing to say about empty configs, a warning otherwise.
+fn no_schema(request: &Rrb, value: &Value) -> Check {
+    if value.as_object().is_some_and(|m| m.is_empty()) {
+        return pass();
+    }
+    Ok(vec![format!(
+        "{}: no environmentConfigs schema found; {CONFIGS} not checked",
+        short(request)
+    )])
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Rule 8: one binding per (project, resource, environment) in a namespace.
+pub fn one_binding_per_target(request: &Rrb, ctx: &Context) -> Check {
+    let (Operation::Create, Some(binding)) = (request.operation(), request.object.as_ref()) else {
+        return pass();
+    };
+    let spec = &binding.spec;
+    let existing = ctx
+        .view
+        .release_bindings(request.namespace())
+        .into_iter()
+        .find(|other| {
+            other.metadata.name.as_deref() != Some(request.name())
+                && other.spec.owner == spec.owner
+                && other.spec.environment == spec.environment
+        });
+    let Some(existing) = existing else {
+        return pass();
+    };
+    Err(Denial::forbidden(
+        "spec.environment",
+        format!(
+            "{}: ResourceReleaseBinding {:?} already binds resource {:?} of project {:?} to \
+             environment {:?}; edit that binding instead of creating a second one",
+            who(request),
+            existing.metadata.name.as_deref().unwrap_or_default(),
+            spec.owner.resource_name,
+            spec.owner.project_name,
+            spec.environment,
+        ),
+    ))
+}
+
+/// Rule 9a: every `status.outputs` entry sets exactly one of its three sources.
+pub fn outputs_set_exactly_one_source(request: &Rrb, _ctx: &Context) -> Check {
+    let Some(binding) = request.written() else {
+        return pass();
+    };
+    let outputs = binding.status.iter().flat_map(|s| s.outputs.iter());
+    for (index, output) in outputs.enumerate() {
+        let set = [
+            output.value.is_some(),
+            output.secret_key_ref.is_some(),
+            output.config_map_key_ref.is_some(),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count();
+        if set != 1 {
+            return Err(Denial::invalid(
+                &format!("status.outputs[{index}]"),
+                format!(
+                    "{}: status.outputs[{index}] ({:?}) sets {set} of value, secretKeyRef and \
+                     configMapKeyRef; set exactly one",
+                    who(request),
+                    output.name
+                ),
+            ));
+        }
+    }
+    pass()
+}
+
+/// Rule 9b: an output the type declares as a secretKeyRef is never published as a literal.
+pub fn secret_outputs_stay_secret(request: &Rrb, ctx: &Context) -> Check {
+    let Some(binding) = request.written() else {
+        return pass();
+    };
+    let Some(status) = binding.status.as_ref() else {
+        return pass();
+    };
+    let Some(declaring) = Declaring::find(ctx, request.namespace(), binding) else {
+        return pass();
+    };
+    for (index, output) in status.outputs.iter().enumerate() {
+        let declared_secret = declaring
+            .template()
+            .output(&output.name)
+            .is_some_and(|o| o.secret_key_ref.is_some());
+        if declared_secret && output.value.is_some() {
+            return Err(Denial::forbidden(
+                &format!("status.outputs[{index}]"),
+                format!(
+                    "{}: status.outputs[{index}] ({:?}) is a literal value, but {} declares it a \
+                     secretKeyRef output: sensitive material never appears in status.outputs; \
+                     publish a secretKeyRef instead",
+                    who(request),
+                    output.name,
+                    declaring.describe(),
+                ),
+            ));
+        }
+    }
+    pass()
+}
+
+/// The retain policy that applies: the binding's, else the pinned snapshot's type's, else Delete.
+fn effective_retain_policy(
+    ctx: &Context,
+    namespace: &str,
+    binding: &ResourceReleaseBinding,
+) -> String {
+    if let Some(policy) = binding.spec.retain_policy.as_ref() {
+        return policy.clone();
+    }
+    pinned(binding)
+        .and_then(|name| ctx.view.resource_release(namespace, name))
+        .and_then(|release| release.spec.resource_type.spec.retain_policy.clone())
+        .unwrap_or_else(|| DELETE.to_string())
+}
+
+/// Rule 10: deleting a Retain binding is allowed, with a warning that it will be held.
+pub fn retain_delete_warns(request: &Rrb, ctx: &Context) -> Check {
+    let (Operation::Delete, Some(binding)) = (request.operation(), request.old_object.as_ref())
+    else {
+        return pass();
+    };
+    if effective_retain_policy(ctx, request.namespace(), binding) != RETAIN {
+        return pass();
+    }
+    Ok(vec![format!(
+        "{} stays Terminating (Finalizing/RetainHold) with data-plane state until retainPolicy=Delete",
+        request.name()
+    )])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::AdmissionRequest;
+    use crate::cluster::files::{decode, parse_documents};
+    use crate::cluster::{Stores, Writers, put};
+    use crate::policy::{References, Settings};
+    use crate::schema::SchemaCache;
+
+    /// The doclet world: two projects, two environments, a postgres type (and a cluster-wide
+    /// one, and a broken one), Resources of each, a release of doclet-postgres, one binding.
+    const WORLD: &str = r##"
+kind: Environment
+metadata: {name: development, namespace: ns}
+spec: {}
+---
+kind: Environment
+metadata: {name: production, namespace: ns}
+spec: {}
+---
+kind: ResourceType
+metadata: {name: postgres, namespace: ns, uid: t1, resourceVersion: "1"}
+spec:
+  environmentConfigs:
+    openAPIV3Schema:
+      type: object
+      additionalProperties: false
+      properties:
+        memory: {type: string, pattern: "^[0-9]+(Mi|Gi)$", default: 256Mi}
+        tier: {type: string, enum: [standard, premium], default: standard}
+        storage: {$ref: "#/$defs/storage"}
+      $defs:
+        storage:
+          type: object
+          required: [size]
+          properties:
+            size: {type: string, pattern: "^[0-9]+Gi$"}
+  outputs:
+    - {name: host, value: "h"}
+    - name: password
+      secretKeyRef: {name: s, key: password}
+---
+kind: ResourceType
+metadata: {name: broken, namespace: ns, uid: t2, resourceVersion: "1"}
+spec:
+  environmentConfigs:
+    openAPIV3Schema: {type: 12}
+---
+kind: ResourceType
+metadata: {name: schemaless, namespace: ns, uid: t3, resourceVersion: "1"}
+spec: {}
+---
+kind: ClusterResourceType
+metadata: {name: bucket, uid: c1, resourceVersion: "1"}
+spec:
+  environmentConfigs:
+    openAPIV3Schema:
+      type: object
+      properties:
+        versioned: {type: boolean}
+---
+kind: Resource
+metadata: {name: pg, namespace: ns}
+spec: {owner: {projectName: doclet}, type: {kind: ResourceType, name: postgres}}
+---
+kind: Resource
+metadata: {name: billing-db, namespace: ns}
+spec: {owner: {projectName: billing}, type: {kind: ResourceType, name: postgres}}
+---
+kind: Resource
+metadata: {name: odd, namespace: ns}
+spec: {owner: {projectName: doclet}, type: {kind: ResourceType, name: broken}}
+---
+kind: Resource
+metadata: {name: plain, namespace: ns}
+spec: {owner: {projectName: doclet}, type: {kind: ResourceType, name: schemaless}}
+---
+kind: Resource
+metadata: {name: files, namespace: ns}
+spec: {owner: {projectName: doclet}, type: {kind: ClusterResourceType, name: bucket}}
+---
+kind: ResourceRelease
+metadata: {name: pg-r1, namespace: ns, uid: r1, resourceVersion: "1"}
+spec:
+  owner: {projectName: doclet, resourceName: pg}
+  resourceType:
+    name: postgres
+    spec:
+      retainPolicy: Retain
+      environmentConfigs:
+        openAPIV3Schema:
+          type: object
+          properties:
+            memory: {type: string, pattern: "^[0-9]+Gi$"}
+      outputs:
+        - name: password
+          secretKeyRef: {name: s, key: password}
+---
+kind: ResourceRelease
+metadata: {name: billing-db-r1, namespace: ns, uid: r2, resourceVersion: "1"}
+spec:
+  owner: {projectName: billing, resourceName: billing-db}
+  resourceType: {name: postgres}
+---
+kind: ResourceReleaseBinding
+metadata: {name: pg-development, namespace: ns}
+spec:
+  owner: {projectName: doclet, resourceName: pg}
+  environment: development
+"##;
+
+    fn world() -> Stores {
+        let (mut w, stores) = Writers::new(0);
+        for doc in parse_documents(WORLD, false).unwrap() {
+            let kind = doc["kind"].as_str().unwrap().to_string();
+            match kind.as_str() {
+                "Environment" => put(&mut w.environments, decode(doc).unwrap()),
+                "ResourceType" => put(&mut w.resource_types, decode(doc).unwrap()),
+                "ClusterResourceType" => put(&mut w.cluster_resource_types, decode(doc).unwrap()),
+                "Resource" => put(&mut w.resources, decode(doc).unwrap()),
+                "ResourceRelease" => put(&mut w.resource_releases, decode(doc).unwrap()),
+                "ResourceReleaseBinding" => put(&mut w.release_bindings, decode(doc).unwrap()),
+                other => panic!("fixture kind {other}"),
+            }
+        }
+        stores
+    }
+
+    /// A binding `name` in namespace ns; `spec` is merged over a valid pg/production spec.
+    fn binding(name: &str, spec: Value) -> Value {
+        let mut full = json!({"owner": {"projectName": "doclet", "resourceName": "pg"},
+                              "environment": "production"});
+        if let (Some(full), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+            for (k, v) in extra {
+                full.insert(k.clone(), v.clone());
+            }
+        }
+        json!({"apiVersion": "openchoreo.dev/v1alpha1", "kind": "ResourceReleaseBinding",
+               "metadata": {"name": name, "namespace": "ns"}, "spec": full})
+    }
+
+    fn review(op: &str, object: Value, old: Value, sub: Option<&str>) -> AdmissionRequest {
+        let name = object
+            .pointer("/metadata/name")
+            .or(old.pointer("/metadata/name"))
+            .cloned()
+            .unwrap_or_default();
+        serde_json::from_value(json!({
+            "uid": "u", "operation": op, "name": name, "namespace": "ns", "subResource": sub,
+            "kind": {"group": "openchoreo.dev", "version": "v1alpha1", "kind": "ResourceReleaseBinding"},
+            "object": object, "oldObject": old,
+        }))
+        .unwrap()
+    }
+
+    fn judge_with(review: &AdmissionRequest, references: References) -> Decision {
+        let stores = world();
+        let settings = Settings {
+            references,
+            ..Settings::default()
+        };
+        let schemas = SchemaCache::new();
+        let ctx = Context {
+            view: &stores,
+            settings: &settings,
+            schemas: &schemas,
+        };
+        validate(&Request::decode(review).unwrap(), &ctx)
+    }
+
+    fn create(spec: Value) -> Decision {
+        judge_with(
+            &review("CREATE", binding("b", spec), Value::Null, None),
+            References::Warn,
+        )
+    }
+
+    fn update(old: Value, new: Value) -> Decision {
+        let r = review("UPDATE", binding("b", new), binding("b", old), None);
+        judge_with(&r, References::Warn)
+    }
+
+    /// Denied with `code`, the message naming the binding and containing `says`, cause `field`.
+    #[track_caller]
+    fn assert_denied(decision: &Decision, code: DenyCode, field: &str, says: &str) {
+        let denial = decision.denial.as_ref().expect("a denial");
+        assert_eq!(denial.code, code, "{denial:?}");
+        assert!(denial.causes.iter().any(|c| c.field == field), "{denial:?}");
+        assert!(denial.message.contains(says), "{}", denial.message);
+        assert!(
+            denial.message.starts_with("ResourceReleaseBinding \"b\"")
+                || denial.message.starts_with("binding \"b\""),
+            "{}",
+            denial.message
+        );
+    }
+
+    #[track_caller]
+    fn assert_clean(decision: &Decision) {
+        assert!(decision.allowed(), "{:?}", decision.denial);
+        assert!(decision.warnings.is_empty(), "{:?}", decision.warnings);
+    }
+
+    #[test]
+    fn rule1_owner_is_immutable() {
+        let old = json!({});
+        assert_clean(&update(old.clone(), json!({"retainPolicy": "Retain"})));
+        let moved = json!({"owner": {"projectName": "billing", "resourceName": "billing-db"}});
+        let d = update(old, moved);
+        assert_denied(
+            &d,
+            DenyCode::Invalid,
+            "spec.owner",
+            "it was (project \"doclet\", resource \"pg\") and is now (project \"billing\"",
+        );
+    }
+
+    #[test]
+    fn rule2_environment_is_immutable() {
+        let d = update(json!({}), json!({"environment": "development"}));
+        assert_denied(
+            &d,
+            DenyCode::Invalid,
+            "spec.environment",
+            "it was \"production\" and is now \"development\"",
+        );
+    }
+
+    #[test]
+    fn rule3_required_fields_and_retain_policy() {
+        let cases = [
+            (
+                json!({"owner": {"projectName": "", "resourceName": "pg"}}),
+                "spec.owner.projectName",
+            ),
+            (
+                json!({"owner": {"projectName": "doclet", "resourceName": " "}}),
+                "spec.owner.resourceName",
+            ),
+            (json!({"environment": ""}), "spec.environment"),
+            (json!({"retainPolicy": "Keep"}), "spec.retainPolicy"),
+        ];
+        for (spec, field) in cases {
+            assert_denied(&create(spec), DenyCode::Invalid, field, field);
+        }
+        for policy in ["Delete", "Retain"] {
+            assert_clean(&create(json!({"retainPolicy": policy})));
+        }
+        let d = update(json!({}), json!({"retainPolicy": "Forever"}));
+        assert_denied(
+            &d,
+            DenyCode::Invalid,
+            "spec.retainPolicy",
+            "use \"Delete\" or \"Retain\"",
+        );
+    }
+
+    #[test]
+    fn rule4_environment_must_exist_on_create() {
+        assert_clean(&create(json!({})));
+        let d = create(json!({"environment": "staging"}));
+        assert!(d.allowed());
+        assert_eq!(
+            d.warnings,
+            ["binding \"b\": Environment \"staging\" not found; create it or fix spec.environment"]
+        );
+        let r = review(
+            "CREATE",
+            binding("b", json!({"environment": "staging"})),
+            Value::Null,
+            None,
+        );
+        let strict = judge_with(&r, References::Strict);
+        assert_denied(
+            &strict,
+            DenyCode::Invalid,
+            "spec.environment",
+            "--references strict",
+        );
+    }
+
+    #[test]
+    fn rule5_resource_belongs_to_the_binding_project() {
+        let stolen = json!({"owner": {"projectName": "doclet", "resourceName": "billing-db"}});
+        let d = create(stolen.clone());
+        assert_denied(
+            &d,
+            DenyCode::Forbidden,
+            "spec.owner.projectName",
+            "Resource \"billing-db\" belongs to project \"billing\"",
+        );
+        let r = review("CREATE", binding("b", stolen), Value::Null, None);
+        assert_eq!(
+            judge_with(&r, References::Strict).denial.unwrap().code,
+            DenyCode::Forbidden
+        );
+        // A proven conflict on UPDATE too (the Resource changed hands after the binding).
+        let d = update(
+            json!({"owner": {"projectName": "doclet", "resourceName": "billing-db"}}),
+            json!({"owner": {"projectName": "doclet", "resourceName": "billing-db"}, "retainPolicy": "Retain"}),
+        );
+        assert_eq!(d.denial.unwrap().code, DenyCode::Forbidden);
+        let absent = create(json!({"owner": {"projectName": "doclet", "resourceName": "ghost"}}));
+        assert!(absent.allowed());
+        assert_eq!(
+            absent.warnings,
+            [
+                "binding \"b\": Resource \"ghost\" not found; create it or fix spec.owner.resourceName"
+            ]
+        );
+        // A metadata-only update (finalizers) is never blocked by references.
+        let ghost = json!({"owner": {"projectName": "doclet", "resourceName": "ghost"}});
+        let r = review(
+            "UPDATE",
+            binding("b", ghost.clone()),
+            binding("b", ghost),
+            None,
+        );
+        assert_clean(&judge_with(&r, References::Strict));
+    }
+
+    #[test]
+    fn rule6_pinned_release_belongs_to_the_owner() {
+        assert_clean(&create(json!({"resourceRelease": "pg-r1"})));
+        let d = create(json!({"resourceRelease": "billing-db-r1"}));
+        assert_denied(
+            &d,
+            DenyCode::Forbidden,
+            "spec.resourceRelease",
+            "binding owner (project: \"doclet\", resource: \"pg\") does not match ResourceRelease \"billing-db-r1\" owner (project: \"billing\", resource: \"billing-db\")",
+        );
+        let d = update(
+            json!({"resourceRelease": "pg-r1"}),
+            json!({"resourceRelease": "billing-db-r1"}),
+        );
+        assert_eq!(d.denial.unwrap().code, DenyCode::Forbidden);
+        let d = create(json!({"resourceRelease": "pg-r9"}));
+        assert!(d.allowed());
+        assert!(
+            d.warnings[0].contains("ResourceRelease \"pg-r9\" not found"),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    #[test]
+    fn rule7_environment_configs_match_the_schema() {
+        assert_clean(&create(
+            json!({"resourceTypeEnvironmentConfigs": {"memory": "1Gi", "storage": {"size": "5Gi"}}}),
+        ));
+        let d = create(json!({"resourceTypeEnvironmentConfigs": "big"}));
+        assert_denied(
+            &d,
+            DenyCode::Invalid,
+            CONFIGS,
+            "must be an object of settings, not a string",
+        );
+        let bad = json!({"resourceTypeEnvironmentConfigs": {"memory": "lots", "tier": "gold", "storage": {}, "extra": 1}});
+        let denial = create(bad.clone()).denial.unwrap();
+        assert_eq!(denial.code, DenyCode::Invalid);
+        let fields: Vec<&str> = denial.causes.iter().map(|c| c.field.as_str()).collect();
+        for expected in [
+            "spec.resourceTypeEnvironmentConfigs.memory",
+            "spec.resourceTypeEnvironmentConfigs.tier",
+            "spec.resourceTypeEnvironmentConfigs.storage.size",
+            "spec.resourceTypeEnvironmentConfigs.extra",
+        ] {
+            assert!(fields.contains(&expected), "{fields:?}");
+        }
+        assert!(fields.len() >= 4, "every violation is a cause: {fields:?}");
+        assert!(
+            denial.message.contains("ResourceType \"postgres\""),
+            "{}",
+            denial.message
+        );
+        // Unchanged configs on UPDATE are not re-judged.
+        assert!(update(bad.clone(), bad).allowed());
+        // Pinned release: its snapshot wins over the live type.
+        let d = create(
+            json!({"resourceRelease": "pg-r1", "resourceTypeEnvironmentConfigs": {"memory": "512Mi"}}),
+        );
+        assert_denied(
+            &d,
+            DenyCode::Invalid,
+            "spec.resourceTypeEnvironmentConfigs.memory",
+            "ResourceRelease \"pg-r1\"",
+        );
+        // Changing the pinned release re-judges the configs.
+        let d = update(
+            json!({"resourceTypeEnvironmentConfigs": {"memory": "512Mi"}}),
+            json!({"resourceTypeEnvironmentConfigs": {"memory": "512Mi"}, "resourceRelease": "pg-r1"}),
+        );
+        assert!(!d.allowed());
+        // A ClusterResourceType.
+        let files = json!({"owner": {"projectName": "doclet", "resourceName": "files"}});
+        let mut spec = files.clone();
+        spec["resourceTypeEnvironmentConfigs"] = json!({"versioned": "yes"});
+        assert_denied(
+            &create(spec),
+            DenyCode::Invalid,
+            "spec.resourceTypeEnvironmentConfigs.versioned",
+            "ClusterResourceType \"bucket\"",
+        );
+        // A broken schema names the type; no schema warns.
+        let odd = json!({"owner": {"projectName": "doclet", "resourceName": "odd"}, "resourceTypeEnvironmentConfigs": {"a": 1}});
+        assert_denied(
+            &create(odd),
+            DenyCode::Forbidden,
+            CONFIGS,
+            "schema of ResourceType \"broken\" is invalid",
+        );
+        let plain = json!({"owner": {"projectName": "doclet", "resourceName": "plain"}, "resourceTypeEnvironmentConfigs": {"a": 1}});
+        let d = create(plain);
+        assert!(d.allowed());
+        assert!(d.warnings[0].contains("no environmentConfigs schema found"));
+    }
+
+    #[test]
+    fn rule7_schema_is_compiled_once_per_identity() {
+        let stores = world();
+        let settings = Settings::default();
+        let schemas = SchemaCache::new();
+        let ctx = Context {
+            view: &stores,
+            settings: &settings,
+            schemas: &schemas,
+        };
+        for memory in ["1Gi", "2Gi", "nope"] {
+            let r = review(
+                "CREATE",
+                binding(
+                    "b",
+                    json!({"resourceTypeEnvironmentConfigs": {"memory": memory}}),
+                ),
+                Value::Null,
+                None,
+            );
+            let _ = validate(&Request::decode(&r).unwrap(), &ctx);
+        }
+        assert_eq!(schemas.len(), 1);
+    }
+
+    #[test]
+    fn rule8_one_binding_per_target() {
+        let d = create(json!({"environment": "development"}));
+        assert_denied(
+            &d,
+            DenyCode::Forbidden,
+            "spec.environment",
+            "ResourceReleaseBinding \"pg-development\" already binds",
+        );
+        let same = review(
+            "CREATE",
+            binding("pg-development", json!({"environment": "development"})),
+            Value::Null,
+            None,
+        );
+        assert!(judge_with(&same, References::Warn).allowed());
+    }
+
+    fn status_update(outputs: Value, spec: Value) -> Decision {
+        let mut new = binding("b", spec.clone());
+        new["status"] = json!({"outputs": outputs});
+        judge_with(
+            &review("UPDATE", new, binding("b", spec), Some("status")),
+            References::Warn,
+        )
+    }
+
+    #[test]
+    fn rule9_status_outputs() {
+        let good = json!([{"name": "host", "value": "h"}, {"name": "password", "secretKeyRef": {"name": "s", "key": "k"}}]);
+        assert_clean(&status_update(good, json!({})));
+        let two = json!([{"name": "host", "value": "h"}, {"name": "x", "value": "v", "configMapKeyRef": {"name": "c", "key": "k"}}]);
+        assert_denied(
+            &status_update(two, json!({})),
+            DenyCode::Invalid,
+            "status.outputs[1]",
+            "sets 2 of value",
+        );
+        let none = json!([{"name": "x"}]);
+        assert_denied(
+            &status_update(none, json!({})),
+            DenyCode::Invalid,
+            "status.outputs[0]",
+            "sets 0 of value",
+        );
+        let leak =
+            json!([{"name": "host", "value": "h"}, {"name": "password", "value": "hunter2"}]);
+        assert_denied(
+            &status_update(leak.clone(), json!({})),
+            DenyCode::Forbidden,
+            "status.outputs[1]",
+            "ResourceType \"postgres\" declares it a secretKeyRef",
+        );
+        assert_denied(
+            &status_update(leak, json!({"resourceRelease": "pg-r1"})),
+            DenyCode::Forbidden,
+            "status.outputs[1]",
+            "ResourceRelease \"pg-r1\"",
+        );
+        // Spec rules are skipped: a status update of a binding whose Environment is gone is fine.
+        let gone = json!({"environment": "staging", "owner": {"projectName": "doclet", "resourceName": "ghost"}});
+        assert_clean(&status_update(json!([]), gone));
+    }
+
+    fn delete(spec: Value) -> Decision {
+        judge_with(
+            &review("DELETE", Value::Null, binding("b", spec), None),
+            References::Warn,
+        )
+    }
+
+    #[test]
+    fn rule10_deleting_a_retained_binding_warns() {
+        assert_clean(&delete(json!({})));
+        assert_clean(&delete(
+            json!({"retainPolicy": "Delete", "resourceRelease": "pg-r1"}),
+        ));
+        for spec in [
+            json!({"retainPolicy": "Retain"}),
+            json!({"resourceRelease": "pg-r1"}),
+        ] {
+            let d = delete(spec);
+            assert!(d.allowed());
+            assert_eq!(
+                d.warnings,
+                [
+                    "b stays Terminating (Finalizing/RetainHold) with data-plane state until retainPolicy=Delete"
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn mutate_labels_only_spec_writes() {
+        let stores = world();
+        let settings = Settings::default();
+        let schemas = SchemaCache::new();
+        let ctx = Context {
+            view: &stores,
+            settings: &settings,
+            schemas: &schemas,
+        };
+        let run = |r: &AdmissionRequest| mutate(&Request::decode(r).unwrap(), &ctx);
+        let created = run(&review(
+            "CREATE",
+            binding("b", json!({})),
+            Value::Null,
+            None,
+        ));
+        assert_eq!(created.patch.len(), 1);
+        let mut labelled = binding("b", json!({}));
+        labelled["metadata"]["labels"] =
+            json!({LABEL_PROJECT: "doclet", LABEL_RESOURCE: "pg", LABEL_ENVIRONMENT: "production"});
+        assert!(
+            run(&review("UPDATE", labelled.clone(), labelled, None))
+                .patch
+                .is_empty()
+        );
+        let bare = binding("b", json!({}));
+        assert!(
+            run(&review(
+                "UPDATE",
+                bare.clone(),
+                bare.clone(),
+                Some("status")
+            ))
+            .patch
+            .is_empty()
+        );
+        assert!(
+            run(&review("DELETE", Value::Null, bare, None))
+                .patch
+                .is_empty()
+        );
+    }
 }

@@ -1,6 +1,551 @@
 //! The reconcile loop: finalizers, conditions, revisions and bindings kept by bindguard itself.
 
 use super::*;
+use crate::wait::{Probe, until};
+use std::time::Duration;
 
 /// This area's scenarios, in order: `scenario!(function)` for each `fn function(c: &Cluster)`.
-pub const SCENARIOS: &[Scenario] = &[];
+pub const SCENARIOS: &[Scenario] = &[
+    scenario!(promise_versions_become_revisions_and_latest_moves),
+    scenario!(a_request_gets_one_binding_recreated_and_cleaned_up),
+    scenario!(deleting_a_revision_deletes_its_pinned_requests),
+    scenario!(binding_conditions_follow_referents_applied_out_of_order),
+    scenario!(retain_holds_until_the_policy_says_delete),
+    scenario!(promote_pins_the_latest_release),
+];
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Polls `look` until it returns `Some`.
+#[track_caller]
+fn wait_for<T>(c: &Cluster, what: &str, mut look: impl FnMut() -> Result<T, String>) -> T {
+    until(what, TIMEOUT, || {
+        Ok(match look() {
+            Ok(v) => Probe::Ready(v),
+            Err(seen) => Probe::NotYet(seen),
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tails(40)))
+}
+
+/// `kubectl get` with a jsonpath, empty when the get fails.
+fn get(c: &Cluster, args: &[&str]) -> String {
+    c.kubectl.run(args).stdout
+}
+
+/// Whether `kubectl get` answers NotFound (not merely fails).
+fn gone(c: &Cluster, args: &[&str]) -> bool {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    let out = c.kubectl.run(&all);
+    !out.success && out.stderr.contains("NotFound")
+}
+
+fn promise(name: &str, version: &str, group: &str, kind: &str, plural: &str) -> String {
+    format!(
+        r#"
+apiVersion: platform.kratix.io/v1alpha1
+kind: Promise
+metadata:
+  name: {name}
+  labels:
+    kratix.io/promise-version: {version}
+spec:
+  api:
+    apiVersion: apiextensions.k8s.io/v1
+    kind: CustomResourceDefinition
+    metadata:
+      name: {plural}.{group}
+    spec:
+      group: {group}
+      scope: Namespaced
+      names: {{kind: {kind}, plural: {plural}, singular: {plural}}}
+      versions:
+        - name: v1alpha1
+          served: true
+          storage: true
+          schema:
+            openAPIV3Schema:
+              type: object
+              x-kubernetes-preserve-unknown-fields: true
+"#
+    )
+}
+
+/// The CRD a Promise offers, applied by the scenario (the loop does not install it).
+fn offered_crd(c: &Cluster, group: &str, kind: &str, plural: &str) {
+    let yaml = promise("unused", "v0", group, kind, plural);
+    let crd = yaml
+        .split_once("  api:\n")
+        .map(|(_, api)| {
+            api.lines()
+                .map(|l| l.strip_prefix("    ").unwrap_or(l))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    c.kubectl.apply("default", &crd);
+    let name = format!("crd/{plural}.{group}");
+    c.kubectl
+        .run(&[
+            "wait",
+            "--for=condition=Established",
+            &name,
+            "--timeout=30s",
+        ])
+        .ok();
+}
+
+fn revisions(c: &Cluster, promise: &str) -> String {
+    let selector = format!("kratix.io/promise-name={promise}");
+    let path = r"jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.kratix\.io/latest-revision}/{.status.latest} {end}";
+    get(c, &["get", "promiserevisions", "-l", &selector, "-o", path])
+        .trim()
+        .to_string()
+}
+
+fn expect(seen: String, want: &str) -> Result<String, String> {
+    if seen == want { Ok(seen) } else { Err(seen) }
+}
+
+fn promise_versions_become_revisions_and_latest_moves(c: &Cluster) {
+    let group = "marketplace.kratix.io";
+    c.kubectl.apply(
+        "default",
+        &promise("redis", "v0.1.0", group, "redis", "redis"),
+    );
+    wait_for(c, "redis-v0.1.0 latest", || {
+        expect(revisions(c, "redis"), "redis-v0.1.0=true/true")
+    });
+    c.kubectl.apply(
+        "default",
+        &promise("redis", "v0.2.0", group, "redis", "redis"),
+    );
+    wait_for(c, "v0.2.0 latest, v0.1.0 not", || {
+        expect(
+            revisions(c, "redis"),
+            "redis-v0.1.0=/false redis-v0.2.0=true/true",
+        )
+    });
+    let listed = get(c, &["get", "promiserevisions"]);
+    assert!(
+        listed.contains("redis-v0.1.0") && listed.contains("redis-v0.2.0"),
+        "{listed}"
+    );
+    c.kubectl.apply(
+        "default",
+        &promise("redis", "v0.1.0", group, "redis", "redis"),
+    );
+    wait_for(c, "v0.1.0 latest again", || {
+        expect(
+            revisions(c, "redis"),
+            "redis-v0.1.0=true/true redis-v0.2.0=/false",
+        )
+    });
+    let owner = get(
+        c,
+        &[
+            "get",
+            "promiserevision",
+            "redis-v0.1.0",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].kind}/{.spec.promiseSpec.api.spec.group}",
+        ],
+    );
+    assert_eq!(owner, format!("Promise/{group}"));
+}
+
+fn request(kind: &str, name: &str) -> String {
+    format!(
+        "apiVersion: kv.example.dev/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\nspec: {{size: small}}\n"
+    )
+}
+
+/// The bindings of `request` in `ns`, as `name=version` by their two labels.
+fn bindings(c: &Cluster, ns: &str, promise: &str, request: &str) -> String {
+    let selector = format!("kratix.io/promise-name={promise},kratix.io/resource-name={request}");
+    let path = "jsonpath={range .items[*]}{.metadata.name}={.spec.version} {end}";
+    get(
+        c,
+        &[
+            "get",
+            "resourcebindings",
+            "-n",
+            ns,
+            "-l",
+            &selector,
+            "-o",
+            path,
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+fn a_request_gets_one_binding_recreated_and_cleaned_up(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("reconcile-requests");
+    offered_crd(c, "kv.example.dev", "KeyValue", "keyvalues");
+    c.kubectl.apply(
+        "default",
+        &promise("kv", "v1", "kv.example.dev", "KeyValue", "keyvalues"),
+    );
+    wait_for(c, "kv-v1 latest", || {
+        expect(revisions(c, "kv"), "kv-v1=true/true")
+    });
+    c.kubectl.apply(&ns, &request("KeyValue", "example"));
+    let first = wait_for(c, "a binding for the request", || {
+        let seen = bindings(c, &ns, "kv", "example");
+        if seen.starts_with("example-kv-") && seen.ends_with("=v1") && !seen.contains(' ') {
+            Ok(seen)
+        } else {
+            Err(seen)
+        }
+    });
+    let name = first.trim_end_matches("=v1").to_string();
+    let uid = get(
+        c,
+        &[
+            "get",
+            "resourcebinding",
+            &name,
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+    );
+    let finalizers = get(
+        c,
+        &[
+            "get",
+            "keyvalues.kv.example.dev",
+            "example",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ],
+    );
+    assert!(
+        finalizers.contains("kratix.io/resource-binding-cleanup"),
+        "{finalizers}"
+    );
+    c.kubectl
+        .run(&["delete", "resourcebinding", &name, "-n", &ns])
+        .ok();
+    wait_for(c, "the binding recreated at v1", || {
+        let now = get(
+            c,
+            &[
+                "get",
+                "resourcebinding",
+                &name,
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.metadata.uid}={.spec.version}",
+            ],
+        );
+        if !now.is_empty() && now != format!("{uid}=v1") && now.ends_with("=v1") {
+            Ok(now)
+        } else {
+            Err(now)
+        }
+    });
+    c.kubectl
+        .run(&["delete", "keyvalues.kv.example.dev", "example", "-n", &ns])
+        .ok();
+    wait_for(c, "the binding gone with its request", || {
+        expect(bindings(c, &ns, "kv", "example"), "")
+    });
+}
+
+fn deleting_a_revision_deletes_its_pinned_requests(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("reconcile-revisions");
+    offered_crd(c, "kv.example.dev", "Cache", "caches");
+    c.kubectl.apply(
+        "default",
+        &promise("cache", "v1", "kv.example.dev", "Cache", "caches"),
+    );
+    wait_for(c, "cache-v1 latest", || {
+        expect(revisions(c, "cache"), "cache-v1=true/true")
+    });
+    c.kubectl.apply(&ns, &request("Cache", "old"));
+    wait_for(c, "a v1 binding", || {
+        let seen = bindings(c, &ns, "cache", "old");
+        if seen.ends_with("=v1") {
+            Ok(seen)
+        } else {
+            Err(seen)
+        }
+    });
+    c.kubectl.apply(
+        "default",
+        &promise("cache", "v2", "kv.example.dev", "Cache", "caches"),
+    );
+    wait_for(c, "cache-v2 latest", || {
+        expect(revisions(c, "cache"), "cache-v1=/false cache-v2=true/true")
+    });
+    let finalizers = get(
+        c,
+        &[
+            "get",
+            "promiserevision",
+            "cache-v1",
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ],
+    );
+    assert!(
+        finalizers.contains("kratix.io/resource-request-cleanup"),
+        "{finalizers}"
+    );
+    c.kubectl
+        .run(&["delete", "promiserevision", "cache-v1", "--wait=false"])
+        .ok();
+    wait_for(c, "request, binding and revision gone", || {
+        let request = !gone(c, &["caches.kv.example.dev", "old", "-n", &ns]);
+        let revision = !gone(c, &["promiserevision", "cache-v1"]);
+        let seen = format!(
+            "request={request} revision={revision} bindings={}",
+            bindings(c, &ns, "cache", "old")
+        );
+        expect(seen, "request=false revision=false bindings=")
+    });
+}
+
+const PROJECT: &str =
+    "apiVersion: openchoreo.dev/v1alpha1\nkind: Project\nmetadata:\n  name: shop\nspec: {}\n";
+const ENVIRONMENT: &str = "apiVersion: openchoreo.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: staging\nspec: {}\n";
+const TYPE: &str = r#"
+apiVersion: openchoreo.dev/v1alpha1
+kind: ResourceType
+metadata:
+  name: postgres
+spec:
+  retainPolicy: Delete
+  environmentConfigs:
+    openAPIV3Schema:
+      type: object
+      properties:
+        memory: {type: string, default: 256Mi}
+"#;
+const RESOURCE: &str = r#"
+apiVersion: openchoreo.dev/v1alpha1
+kind: Resource
+metadata:
+  name: shop-db
+spec:
+  owner: {projectName: shop}
+  type: {kind: ResourceType, name: postgres}
+"#;
+const RELEASE: &str = r#"
+apiVersion: openchoreo.dev/v1alpha1
+kind: ResourceRelease
+metadata:
+  name: shop-db-abc12
+spec:
+  owner: {projectName: shop, resourceName: shop-db}
+  resourceType:
+    kind: ResourceType
+    name: postgres
+    spec:
+      retainPolicy: Delete
+"#;
+
+fn rrb(name: &str, release: Option<&str>, retain: Option<&str>) -> String {
+    let mut yaml = format!(
+        "apiVersion: openchoreo.dev/v1alpha1\nkind: ResourceReleaseBinding\nmetadata:\n  name: {name}\nspec:\n  owner: {{projectName: shop, resourceName: shop-db}}\n  environment: staging\n"
+    );
+    if let Some(r) = release {
+        yaml.push_str(&format!("  resourceRelease: {r}\n"));
+    }
+    if let Some(p) = retain {
+        yaml.push_str(&format!("  retainPolicy: {p}\n"));
+    }
+    yaml
+}
+
+fn condition(c: &Cluster, ns: &str, name: &str, type_: &str) -> String {
+    let path = format!(
+        r#"jsonpath={{.status.conditions[?(@.type=="{type_}")].status}}/{{.status.conditions[?(@.type=="{type_}")].reason}}"#
+    );
+    get(c, &["get", "rrb", name, "-n", ns, "-o", &path])
+}
+
+fn wait_condition(c: &Cluster, ns: &str, name: &str, type_: &str, want: &str) {
+    wait_for(c, &format!("{name} {type_}={want}"), || {
+        expect(condition(c, ns, name, type_), want)
+    });
+}
+
+fn binding_conditions_follow_referents_applied_out_of_order(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("reconcile-conditions");
+    c.kubectl.apply(&ns, PROJECT);
+    c.kubectl.apply(&ns, TYPE);
+    c.kubectl
+        .apply(&ns, &rrb("db-staging", Some("shop-db-abc12"), None));
+    wait_condition(
+        c,
+        &ns,
+        "db-staging",
+        "Synced",
+        "False/ResourceReleaseNotFound",
+    );
+    wait_condition(
+        c,
+        &ns,
+        "db-staging",
+        "ResourcesReady",
+        "Unknown/SyncedNotReady",
+    );
+    wait_condition(
+        c,
+        &ns,
+        "db-staging",
+        "Ready",
+        "False/ResourceReleaseNotFound",
+    );
+    let finalizers = get(
+        c,
+        &[
+            "get",
+            "rrb",
+            "db-staging",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ],
+    );
+    assert!(
+        finalizers.contains("openchoreo.dev/resourcereleasebinding-cleanup"),
+        "{finalizers}"
+    );
+    c.kubectl.apply(&ns, RELEASE);
+    wait_condition(c, &ns, "db-staging", "Synced", "False/EnvironmentNotFound");
+    let message = get(
+        c,
+        &[
+            "get",
+            "rrb",
+            "db-staging",
+            "-n",
+            &ns,
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Synced")].message}"#,
+        ],
+    );
+    assert_eq!(message, r#"Environment "staging" not found"#);
+    c.kubectl.apply(&ns, ENVIRONMENT);
+    wait_condition(c, &ns, "db-staging", "Synced", "False/ResourceNotFound");
+    c.kubectl.apply(&ns, RESOURCE);
+    wait_condition(c, &ns, "db-staging", "Synced", "True/Synced");
+    wait_condition(c, &ns, "db-staging", "Ready", "Unknown/NotObserved");
+}
+
+fn retain_holds_until_the_policy_says_delete(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("reconcile-retain");
+    for yaml in [PROJECT, ENVIRONMENT, TYPE, RESOURCE] {
+        c.kubectl.apply(&ns, yaml);
+    }
+    c.kubectl.apply(&ns, &rrb("kept", None, Some("Retain")));
+    wait_condition(c, &ns, "kept", "Synced", "False/ResourceReleaseNotSet");
+    c.kubectl
+        .run(&["delete", "resource", "shop-db", "-n", &ns])
+        .ok();
+    wait_condition(c, &ns, "kept", "Finalizing", "True/RetainHold");
+    let events = get(
+        c,
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            "reason=RetainHold",
+            "-o",
+            "jsonpath={.items[*].type}",
+        ],
+    );
+    assert!(
+        events.contains("Warning"),
+        "no RetainHold Warning event: {events:?}"
+    );
+    let patch = r#"{"spec":{"retainPolicy":"Delete"}}"#;
+    c.kubectl
+        .run(&[
+            "patch",
+            "rrb",
+            "kept",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            patch,
+        ])
+        .ok();
+    wait_for(c, "the binding gone", || {
+        let exists = !gone(c, &["rrb", "kept", "-n", &ns]);
+        if exists {
+            Err("still there".into())
+        } else {
+            Ok(())
+        }
+    });
+}
+
+fn promote(c: &Cluster, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_bindguard"))
+        .arg("promote")
+        .args(args)
+        .env("KUBECONFIG", c.kubectl.kubeconfig())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bindguard promote: {e}"))
+}
+
+fn promote_pins_the_latest_release(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("reconcile-promote");
+    for yaml in [PROJECT, ENVIRONMENT, TYPE, RESOURCE, RELEASE] {
+        c.kubectl.apply(&ns, yaml);
+    }
+    c.kubectl.apply(&ns, &rrb("db-staging", None, None));
+    let out = promote(c, &["shop-db", "--env", "staging", "-n", &ns]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"resource "shop-db" has no released versions yet"#),
+        "{stderr}"
+    );
+    let status = r#"{"status":{"latestRelease":{"name":"shop-db-abc12","hash":"abc12"}}}"#;
+    c.kubectl
+        .run(&[
+            "patch",
+            "resource",
+            "shop-db",
+            "-n",
+            &ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ])
+        .ok();
+    let out = promote(c, &["shop-db", "--env", "production", "-n", &ns]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want =
+        r#"no ResourceReleaseBinding found for resource "shop-db" in environment "production""#;
+    assert!(stderr.contains(want), "{stderr}");
+    let out = promote(c, &["shop-db", "--env", "staging", "-n", &ns]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pinned = c
+        .kubectl
+        .jsonpath("rrb", &ns, "db-staging", "{.spec.resourceRelease}");
+    assert_eq!(pinned, "shop-db-abc12");
+    wait_condition(c, &ns, "db-staging", "Synced", "True/Synced");
+}

@@ -1,0 +1,444 @@
+//! Pure condition computation for ResourceReleaseBindings and ResourceBindings: no I/O, no clock.
+
+use crate::crd::Condition;
+
+pub const SYNCED: &str = "Synced";
+pub const RESOURCES_READY: &str = "ResourcesReady";
+pub const OUTPUTS_RESOLVED: &str = "OutputsResolved";
+pub const READY: &str = "Ready";
+pub const FINALIZING: &str = "Finalizing";
+pub const VERSION_RESOLVED: &str = "VersionResolved";
+pub const RETAIN_HOLD_MESSAGE: &str = "retainPolicy=Retain; finalizer held until cleared manually";
+
+/// What the loop found about a binding's referents. `None` means "does not exist".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    /// The pinned release's owner `(project, resource)`, when one is pinned and found.
+    pub release_owner: Option<(String, String)>,
+    pub environment: bool,
+    /// The owning project of the binding's Resource, when it exists.
+    pub resource_project: Option<String>,
+    pub project: bool,
+    /// environmentConfigs violations against the effective schema, already formatted.
+    pub config_violations: Vec<String>,
+}
+
+/// The binding fields the conditions read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BindingView {
+    pub project: String,
+    pub resource: String,
+    pub environment: String,
+    pub release: Option<String>,
+    pub generation: Option<i64>,
+}
+
+fn cond(type_: &str, status: &str, reason: &str, message: String, g: Option<i64>) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: None,
+        observed_generation: g,
+    }
+}
+
+/// The first failing Synced check, in upstream's order, with our two checks added.
+pub fn sync_failure(b: &BindingView, f: &Facts) -> Option<(&'static str, String)> {
+    let Some(release) = b.release.as_deref().filter(|r| !r.is_empty()) else {
+        return Some((
+            "ResourceReleaseNotSet",
+            "spec.resourceRelease is unset; pin a ResourceRelease to deploy this binding".into(),
+        ));
+    };
+    let Some((rel_project, rel_resource)) = &f.release_owner else {
+        return Some((
+            "ResourceReleaseNotFound",
+            format!("ResourceRelease {release:?} not found"),
+        ));
+    };
+    if *rel_project != b.project || *rel_resource != b.resource {
+        return Some((
+            "InvalidReleaseConfiguration",
+            format!(
+                "binding owner (project: {:?}, resource: {:?}) does not match ResourceRelease owner (project: {rel_project:?}, resource: {rel_resource:?})",
+                b.project, b.resource
+            ),
+        ));
+    }
+    if !f.environment {
+        let message = format!("Environment {:?} not found", b.environment);
+        return Some(("EnvironmentNotFound", message));
+    }
+    let Some(owner) = &f.resource_project else {
+        return Some((
+            "ResourceNotFound",
+            format!("Resource {:?} not found", b.resource),
+        ));
+    };
+    if *owner != b.project {
+        return Some((
+            "CrossProjectOwnership",
+            format!(
+                "Resource {:?} belongs to project {owner:?}, not to the binding's project {:?}",
+                b.resource, b.project
+            ),
+        ));
+    }
+    if !f.project {
+        return Some((
+            "ProjectNotFound",
+            format!("Project {:?} not found", b.project),
+        ));
+    }
+    if !f.config_violations.is_empty() {
+        let message = format!(
+            "spec.resourceTypeEnvironmentConfigs does not match the schema: {}",
+            f.config_violations.join("; ")
+        );
+        return Some(("InvalidEnvironmentConfigs", message));
+    }
+    None
+}
+
+/// Synced, ResourcesReady, OutputsResolved and Ready for a binding that is not being deleted.
+/// bindguard does not render data-plane resources, so with Synced=True the other two stay
+/// Unknown (`NotObserved`) and Ready follows them.
+pub fn binding_conditions(b: &BindingView, f: &Facts) -> Vec<Condition> {
+    let g = b.generation;
+    let (synced, downstream_reason, downstream_message) = match sync_failure(b, f) {
+        Some((reason, message)) => (
+            cond(SYNCED, "False", reason, message, g),
+            "SyncedNotReady",
+            "waiting for Synced to become True".to_string(),
+        ),
+        None => (
+            cond(
+                SYNCED,
+                "True",
+                "Synced",
+                "binding references resolve".into(),
+                g,
+            ),
+            "NotObserved",
+            "bindguard does not render or observe data-plane resources".to_string(),
+        ),
+    };
+    let resources = cond(
+        RESOURCES_READY,
+        "Unknown",
+        downstream_reason,
+        downstream_message.clone(),
+        g,
+    );
+    let outputs = cond(
+        OUTPUTS_RESOLVED,
+        "Unknown",
+        downstream_reason,
+        downstream_message,
+        g,
+    );
+    let ready = ready_from(&[&synced, &resources, &outputs], g);
+    vec![synced, resources, outputs, ready]
+}
+
+/// Ready=True when all are True; otherwise the first failing condition's status, reason, message.
+pub fn ready_from(parts: &[&Condition], g: Option<i64>) -> Condition {
+    match parts.iter().find(|c| c.status != "True") {
+        None => cond(READY, "True", "Ready", "all conditions are True".into(), g),
+        Some(c) => cond(READY, &c.status, &c.reason, c.message.clone(), g),
+    }
+}
+
+/// `Finalizing=True` with `reason` (`Finalizing` or `RetainHold`).
+pub fn finalizing(reason: &str, g: Option<i64>) -> Condition {
+    let message = if reason == "RetainHold" {
+        RETAIN_HOLD_MESSAGE.to_string()
+    } else {
+        "cleaning up before deletion".to_string()
+    };
+    cond(FINALIZING, "True", reason, message, g)
+}
+
+/// Replaces the conditions of the same types in `old`, keeping `lastTransitionTime` where the
+/// status did not change and stamping `now` where it did. Other condition types are kept.
+pub fn merge(old: &[Condition], new: Vec<Condition>, now: &str) -> Vec<Condition> {
+    let mut out: Vec<Condition> = old
+        .iter()
+        .filter(|o| !new.iter().any(|n| n.type_ == o.type_))
+        .cloned()
+        .collect();
+    for mut c in new {
+        let previous = old.iter().find(|o| o.type_ == c.type_);
+        c.last_transition_time = match previous {
+            Some(p) if p.status == c.status => p.last_transition_time.clone(),
+            _ => Some(now.to_string()),
+        };
+        out.push(c);
+    }
+    out
+}
+
+/// Whether two condition lists say the same thing (order-insensitive).
+pub fn same(a: &[Condition], b: &[Condition]) -> bool {
+    a.len() == b.len() && a.iter().all(|c| b.contains(c))
+}
+
+/// The effective retain policy: the binding's, else the pinned release snapshot's, else the live
+/// type's, else `Delete`. Each layer is `Err` when it could not be looked up, and an error never
+/// falls through to `Delete`.
+pub fn effective_retain<E>(
+    binding: Option<&str>,
+    release: impl FnOnce() -> Result<Option<String>, E>,
+    live_type: impl FnOnce() -> Result<Option<String>, E>,
+) -> Result<String, E> {
+    if let Some(p) = binding.filter(|p| !p.is_empty()) {
+        return Ok(p.to_string());
+    }
+    if let Some(p) = release()?.filter(|p| !p.is_empty()) {
+        return Ok(p);
+    }
+    Ok(live_type()?
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "Delete".to_string()))
+}
+
+/// The VersionResolved condition for a ResourceBinding: `Ok(version)` resolved, or the
+/// condition saying which versions exist.
+pub fn resolve_version(
+    promise: &str,
+    wanted: &str,
+    versions: &[String],
+    latest: Option<&str>,
+    g: Option<i64>,
+) -> (Condition, Option<String>) {
+    let resolved = if wanted == crate::crd::VERSION_LATEST {
+        latest.map(str::to_string)
+    } else {
+        versions.iter().find(|v| *v == wanted).cloned()
+    };
+    match resolved {
+        Some(v) => {
+            let message = format!("version {wanted:?} resolves to PromiseRevision version {v:?}");
+            (
+                cond(VERSION_RESOLVED, "True", "RevisionFound", message, g),
+                Some(v),
+            )
+        }
+        None => {
+            let existing = if versions.is_empty() {
+                "none".to_string()
+            } else {
+                versions.join(", ")
+            };
+            let message = format!(
+                "no PromiseRevision of Promise {promise:?} has version {wanted:?}; versions that exist: {existing}"
+            );
+            (
+                cond(VERSION_RESOLVED, "False", "RevisionNotFound", message, g),
+                None,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding() -> BindingView {
+        BindingView {
+            project: "p".into(),
+            resource: "r".into(),
+            environment: "e".into(),
+            release: Some("r-1".into()),
+            generation: Some(3),
+        }
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            release_owner: Some(("p".into(), "r".into())),
+            environment: true,
+            resource_project: Some("p".into()),
+            project: true,
+            config_violations: vec![],
+        }
+    }
+
+    fn reason(b: &BindingView, f: &Facts) -> String {
+        let c = binding_conditions(b, f);
+        c[0].reason.clone()
+    }
+
+    #[test]
+    fn each_reason_in_upstream_order() {
+        let b = binding();
+        let unset = BindingView {
+            release: None,
+            ..binding()
+        };
+        assert_eq!(reason(&unset, &Facts::default()), "ResourceReleaseNotSet");
+        let c = binding_conditions(&unset, &facts());
+        assert_eq!(
+            c[0].message,
+            "spec.resourceRelease is unset; pin a ResourceRelease to deploy this binding"
+        );
+        let f = Facts {
+            release_owner: None,
+            ..Facts::default()
+        };
+        assert_eq!(reason(&b, &f), "ResourceReleaseNotFound");
+        let f = Facts {
+            release_owner: Some(("p2".into(), "r2".into())),
+            ..Facts::default()
+        };
+        let c = binding_conditions(&b, &f);
+        assert_eq!(c[0].reason, "InvalidReleaseConfiguration");
+        assert_eq!(
+            c[0].message,
+            r#"binding owner (project: "p", resource: "r") does not match ResourceRelease owner (project: "p2", resource: "r2")"#
+        );
+        let f = Facts {
+            environment: false,
+            resource_project: None,
+            ..facts()
+        };
+        let c = binding_conditions(&b, &f);
+        assert_eq!(
+            (c[0].reason.as_str(), c[0].message.as_str()),
+            ("EnvironmentNotFound", r#"Environment "e" not found"#)
+        );
+        let f = Facts {
+            resource_project: None,
+            project: false,
+            ..facts()
+        };
+        assert_eq!(reason(&b, &f), "ResourceNotFound");
+        let f = Facts {
+            resource_project: Some("q".into()),
+            ..facts()
+        };
+        assert_eq!(reason(&b, &f), "CrossProjectOwnership");
+        let f = Facts {
+            project: false,
+            ..facts()
+        };
+        assert_eq!(reason(&b, &f), "ProjectNotFound");
+        let f = Facts {
+            config_violations: vec![".memory: bad".into()],
+            ..facts()
+        };
+        assert_eq!(reason(&b, &f), "InvalidEnvironmentConfigs");
+    }
+
+    #[test]
+    fn not_synced_makes_downstream_unknown_and_ready_copies_it() {
+        let c = binding_conditions(
+            &binding(),
+            &Facts {
+                environment: false,
+                ..facts()
+            },
+        );
+        assert_eq!(c[1].status, "Unknown");
+        assert_eq!(c[1].reason, "SyncedNotReady");
+        assert_eq!(c[2].reason, "SyncedNotReady");
+        assert_eq!(
+            (c[3].status.as_str(), c[3].reason.as_str()),
+            ("False", "EnvironmentNotFound")
+        );
+        assert!(c.iter().all(|c| c.observed_generation == Some(3)));
+    }
+
+    #[test]
+    fn synced_leaves_downstream_not_observed() {
+        let c = binding_conditions(&binding(), &facts());
+        assert_eq!(
+            (c[0].status.as_str(), c[0].reason.as_str()),
+            ("True", "Synced")
+        );
+        assert_eq!(c[1].reason, "NotObserved");
+        assert_eq!(
+            (c[3].status.as_str(), c[3].reason.as_str()),
+            ("Unknown", "NotObserved")
+        );
+        let t = |s: &str| cond("X", s, "R", String::new(), None);
+        assert_eq!(ready_from(&[&t("True"), &t("True")], None).status, "True");
+    }
+
+    #[test]
+    fn transition_time_moves_only_with_status() {
+        let first = merge(&[], binding_conditions(&binding(), &facts()), "t1");
+        assert!(
+            first
+                .iter()
+                .all(|c| c.last_transition_time.as_deref() == Some("t1"))
+        );
+        let again = merge(&first, binding_conditions(&binding(), &facts()), "t2");
+        assert!(same(&first, &again));
+        let changed = merge(
+            &first,
+            binding_conditions(
+                &binding(),
+                &Facts {
+                    project: false,
+                    ..facts()
+                },
+            ),
+            "t3",
+        );
+        let synced = changed
+            .iter()
+            .find(|c| c.type_ == SYNCED)
+            .map(|c| c.last_transition_time.clone());
+        assert_eq!(synced, Some(Some("t3".into())));
+        let resources = changed
+            .iter()
+            .find(|c| c.type_ == RESOURCES_READY)
+            .map(|c| c.last_transition_time.clone());
+        assert_eq!(resources, Some(Some("t1".into())));
+        let kept = merge(&[finalizing("Finalizing", None)], vec![], "t");
+        assert_eq!(kept.len(), 1);
+    }
+
+    #[test]
+    fn retain_decision_layers_and_never_defaults_on_error() {
+        fn ok(v: Option<&'static str>) -> impl FnOnce() -> Result<Option<String>, ()> {
+            move || Ok(v.map(str::to_string))
+        }
+        assert_eq!(
+            effective_retain(Some("Retain"), ok(Some("Delete")), ok(None)),
+            Ok("Retain".into())
+        );
+        assert_eq!(
+            effective_retain(None, ok(Some("Retain")), ok(Some("Delete"))),
+            Ok("Retain".into())
+        );
+        assert_eq!(
+            effective_retain(None, ok(None), ok(Some("Retain"))),
+            Ok("Retain".into())
+        );
+        assert_eq!(
+            effective_retain(None, ok(None), ok(None)),
+            Ok("Delete".into())
+        );
+        assert_eq!(effective_retain(None, || Err(()), ok(None)), Err(()));
+        assert_eq!(effective_retain(None, ok(None), || Err(())), Err(()));
+        assert_eq!(finalizing("RetainHold", None).message, RETAIN_HOLD_MESSAGE);
+    }
+
+    #[test]
+    fn versions_resolve_or_name_what_exists() {
+        let vs = vec!["v0.1.0".to_string(), "v0.2.0".to_string()];
+        let (c, v) = resolve_version("redis", "latest", &vs, Some("v0.2.0"), None);
+        assert_eq!((c.status.as_str(), v.as_deref()), ("True", Some("v0.2.0")));
+        let (c, v) = resolve_version("redis", "v0.1.0", &vs, Some("v0.2.0"), None);
+        assert_eq!(v.as_deref(), Some("v0.1.0"));
+        assert_eq!(c.reason, "RevisionFound");
+        let (c, v) = resolve_version("redis", "v9", &vs, None, None);
+        assert_eq!((c.reason.as_str(), v), ("RevisionNotFound", None));
+        assert!(c.message.contains("\"v9\"") && c.message.contains("v0.1.0, v0.2.0"));
+    }
+}
