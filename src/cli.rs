@@ -35,7 +35,7 @@ pub enum Command {
     WebhookConfig(WebhookConfigArgs),
     /// Print the CustomResourceDefinitions.
     Crds,
-    /// Run the reconcile loop alone (leader-elected), with an admin /healthz.
+    /// Run the reconcile loop alone (leader-elected), with an admin /healthz and /metrics.
     Reconcile(ReconcileArgs),
     /// Pin an environment's ResourceReleaseBinding to the Resource's latest release.
     Promote(PromoteArgs),
@@ -43,7 +43,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct ReconcileArgs {
-    /// Address of the plain-HTTP admin listener (/healthz).
+    /// Address of the plain-HTTP admin listener (/healthz, /metrics).
     #[arg(long, env = "BINDGUARD_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: SocketAddr,
     /// Log format.
