@@ -112,6 +112,14 @@ impl<T> Request<'_, T> {
             _ => None,
         }
     }
+    /// The object a mutating webhook may patch, decoded and raw: none on DELETE and on status
+    /// updates.
+    pub fn to_mutate(&self) -> Option<(&T, &serde_json::Value)> {
+        if self.review.is_status_update() {
+            return None;
+        }
+        Some((self.written()?, self.review.object.as_ref()?))
+    }
     /// The object being created or updated.
     pub fn written(&self) -> Option<&T> {
         match self.operation() {

@@ -23,7 +23,7 @@ pub fn validate(request: &Revision, ctx: &Context) -> Decision {
 
 /// Sets `kratix.io/promise-name` from `spec.promiseRef.name`.
 pub fn mutate(request: &Revision, _ctx: &Context) -> Decision {
-    let (Some(revision), Some(raw)) = (request.written(), request.review.object.as_ref()) else {
+    let Some((revision, raw)) = request.to_mutate() else {
         return Decision::default();
     };
     let wanted = [(LABEL_PROMISE_NAME, revision.spec.promise_ref.name.as_str())];

@@ -47,10 +47,7 @@ pub fn validate(request: &Rrb, ctx: &Context) -> Decision {
 
 /// Sets the project, resource and environment labels from the spec.
 pub fn mutate(request: &Rrb, _ctx: &Context) -> Decision {
-    if request.review.is_status_update() {
-        return Decision::default();
-    }
-    let (Some(binding), Some(raw)) = (request.written(), request.review.object.as_ref()) else {
+    let Some((binding, raw)) = request.to_mutate() else {
         return Decision::default();
     };
     let spec = &binding.spec;

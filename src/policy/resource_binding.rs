@@ -29,7 +29,7 @@ pub fn validate(request: &Binding, ctx: &Context) -> Decision {
 /// Sets the promise and resource labels from the spec and defaults an empty
 /// `spec.resourceRef.namespace` to the binding's namespace.
 pub fn mutate(request: &Binding, _ctx: &Context) -> Decision {
-    let (Some(binding), Some(raw)) = (request.written(), request.review.object.as_ref()) else {
+    let Some((binding, raw)) = request.to_mutate() else {
         return Decision::default();
     };
     let wanted = labels_for(binding);
