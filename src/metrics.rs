@@ -35,6 +35,7 @@ struct State {
     requests: BTreeMap<(String, String, String), u64>,
     latency: Histogram,
     watch_restarts: BTreeMap<String, u64>,
+    unreadable_objects: BTreeMap<String, u64>,
     reconciles: BTreeMap<(String, String), u64>,
 }
 
@@ -63,6 +64,11 @@ impl Metrics {
         self.with(|s| *s.watch_restarts.entry(kind.to_string()).or_default() += 1);
     }
 
+    /// One object of `kind` (or a new version of it) could not be read into the cluster view.
+    pub fn unreadable_object(&self, kind: &str) {
+        self.with(|s| *s.unreadable_objects.entry(kind.to_string()).or_default() += 1);
+    }
+
     /// One reconcile of `kind` ended with `outcome` (`ok` or `error`).
     pub fn reconcile(&self, kind: &str, outcome: &str) {
         self.with(|s| {
@@ -78,6 +84,7 @@ impl Metrics {
             render_requests(&mut out, s);
             render_latency(&mut out, &s.latency);
             render_map(&mut out, "bindguard_watch_restarts_total", "counter", "Watch failures that were retried.", &s.watch_restarts, "kind");
+            render_map(&mut out, "bindguard_unreadable_objects_total", "counter", "Objects (or versions of them) the cluster view could not read.", &s.unreadable_objects, "kind");
             out.push_str("# HELP bindguard_reconciles_total Reconciles by kind and outcome.\n# TYPE bindguard_reconciles_total counter\n");
             for ((kind, outcome), n) in &s.reconciles {
                 let _ = writeln!(out, "bindguard_reconciles_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}");

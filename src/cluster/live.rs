@@ -1,17 +1,18 @@
-//! The live cluster view: one watch per kind feeding the reflector stores.
+//! The live cluster view: one watch per kind feeding the reflector stores. Each object is read
+//! through [`Seen`], so one that cannot be decoded is recorded as unreadable instead of failing
+//! its kind's list or watch.
 
-use super::{Stores, Writers};
+use super::facts::{Seen, Watched};
+use super::{Stores, Unreadable, Unreadables, Writers, object_key};
 use crate::metrics::Metrics;
 use futures::StreamExt;
-use kube::api::Api;
+use kube::api::{Api, ObjectMeta};
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use std::fmt::Debug;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher::watcher};
+use kube::{Client, Resource};
+use std::collections::HashMap;
 use std::sync::Arc;
-
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Starts a watch per kind and returns the stores they fill. The watches run until the process
 /// ends; failures back off and resume.
@@ -32,79 +33,156 @@ pub fn start(client: Client, metrics: Arc<Metrics>) -> Stores {
     let spawn = |stream: futures::stream::BoxStream<'static, ()>| {
         tokio::spawn(stream.for_each(|_| async {}));
     };
-    let c = &client;
-    let (s, m) = (&stores, &metrics);
-    spawn(watch(Api::all(c.clone()), environments, s, m));
-    spawn(watch(Api::all(c.clone()), projects, s, m));
-    spawn(watch(Api::all(c.clone()), resources, s, m));
-    spawn(watch(Api::all(c.clone()), resource_types, s, m));
-    spawn(watch(Api::all(c.clone()), cluster_resource_types, s, m));
-    spawn(watch(Api::all(c.clone()), resource_releases, s, m));
-    spawn(watch(Api::all(c.clone()), release_bindings, s, m));
-    spawn(watch(Api::all(c.clone()), promises, s, m));
-    spawn(watch(Api::all(c.clone()), promise_revisions, s, m));
-    spawn(watch(Api::all(c.clone()), resource_bindings, s, m));
+    let (c, s, m) = (&client, &stores, &metrics);
+    spawn(watch(c, environments, s, m));
+    spawn(watch(c, projects, s, m));
+    spawn(watch(c, resources, s, m));
+    spawn(watch(c, resource_types, s, m));
+    spawn(watch(c, cluster_resource_types, s, m));
+    spawn(watch(c, resource_releases, s, m));
+    spawn(watch(c, release_bindings, s, m));
+    spawn(watch(c, promises, s, m));
+    spawn(watch(c, promise_revisions, s, m));
+    spawn(watch(c, resource_bindings, s, m));
     stores
 }
 
-/// Drops what the policy never reads and what would only cost memory.
-pub fn strip<K: Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
-    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
-        annotations.remove(LAST_APPLIED);
-    }
-}
-
-fn watch<K>(
-    api: Api<K>,
+fn watch<K: Watched>(
+    client: &Client,
     writer: Writer<K>,
     stores: &Stores,
     metrics: &Arc<Metrics>,
-) -> futures::stream::BoxStream<'static, ()>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
+) -> futures::stream::BoxStream<'static, ()> {
+    let api: Api<Seen<K>> = Api::all(client.clone());
     let kind = K::kind(&()).into_owned();
     let stores = stores.clone();
+    let mut feed = Feed {
+        kind: kind.clone(),
+        writer,
+        unreadable: stores.unreadable.clone(),
+        listing: HashMap::new(),
+        metrics: metrics.clone(),
+    };
     let metrics = metrics.clone();
     let mut synced = false;
-    let events = watcher(api, watcher::Config::default())
+    watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(strip::<K>);
-    reflector(writer, events)
-        .map(move |event| {
-            observe(&kind, event, &mut synced, &stores, &metrics);
+        .map(move |event| match event {
+            Ok(event) => {
+                let done = matches!(event, Event::InitDone);
+                feed.apply(event);
+                if done && !synced {
+                    synced = true;
+                    stores.mark_synced();
+                    tracing::info!(kind, "watch synced");
+                }
+            }
+            Err(error) => failed(&kind, &error, &mut synced, &stores, &metrics),
         })
         .boxed()
 }
 
-fn observe<K: ResourceExt>(
+/// Applies one kind's watch events to its store and to the record of unreadable objects.
+struct Feed<K: Watched> {
+    kind: String,
+    writer: Writer<K>,
+    unreadable: Unreadables,
+    /// The unreadable objects of the list in progress.
+    listing: HashMap<String, Unreadable>,
+    metrics: Arc<Metrics>,
+}
+
+impl<K: Watched> Feed<K> {
+    fn apply(&mut self, event: Event<Seen<K>>) {
+        match event {
+            Event::Init => {
+                self.listing.clear();
+                self.writer.apply_watcher_event(&Event::Init);
+            }
+            Event::InitApply(Seen::Readable(object)) => {
+                self.writer.apply_watcher_event(&Event::InitApply(object));
+            }
+            Event::InitApply(Seen::Unreadable { metadata, reason }) => {
+                let (key, entry) = record_of(&metadata, reason);
+                self.listing.insert(key, entry);
+            }
+            Event::InitDone => {
+                self.writer.apply_watcher_event(&Event::InitDone);
+                let listed = std::mem::take(&mut self.listing);
+                for (key, entry) in self.unreadable.replace(&self.kind, listed) {
+                    self.report(&key, &entry);
+                }
+            }
+            Event::Apply(Seen::Readable(object)) => {
+                self.unreadable.forget(&self.kind, &key_of(object.meta()));
+                self.writer.apply_watcher_event(&Event::Apply(object));
+            }
+            Event::Apply(seen @ Seen::Unreadable { .. }) => {
+                let placeholder = seen.clone().into_object();
+                if let Seen::Unreadable { metadata, reason } = seen {
+                    let (key, entry) = record_of(&metadata, reason);
+                    if self
+                        .unreadable
+                        .record(&self.kind, key.clone(), entry.clone())
+                    {
+                        self.report(&key, &entry);
+                    }
+                }
+                self.writer.apply_watcher_event(&Event::Delete(placeholder));
+            }
+            Event::Delete(seen) => {
+                self.unreadable.forget(&self.kind, &key_of(seen.meta()));
+                self.writer
+                    .apply_watcher_event(&Event::Delete(seen.into_object()));
+            }
+        }
+    }
+
+    /// Says once per object version that it cannot be read; never its contents.
+    fn report(&self, key: &str, entry: &Unreadable) {
+        self.metrics.unreadable_object(&self.kind);
+        tracing::warn!(
+            kind = self.kind,
+            object = key,
+            uid = entry.uid,
+            resource_version = entry.resource_version,
+            reason = entry.reason,
+            "object cannot be read; rules that need it refuse until it is fixed or deleted"
+        );
+    }
+}
+
+fn key_of(meta: &ObjectMeta) -> String {
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    object_key(namespace, meta.name.as_deref().unwrap_or_default())
+}
+
+fn record_of(metadata: &ObjectMeta, reason: String) -> (String, Unreadable) {
+    let entry = Unreadable {
+        uid: metadata.uid.clone().unwrap_or_default(),
+        resource_version: metadata.resource_version.clone().unwrap_or_default(),
+        reason,
+    };
+    (key_of(metadata), entry)
+}
+
+fn failed(
     kind: &str,
-    event: watcher::Result<watcher::Event<K>>,
+    error: &watcher::Error,
     synced: &mut bool,
     stores: &Stores,
     metrics: &Metrics,
 ) {
-    match event {
-        Ok(watcher::Event::InitDone) if !*synced => {
-            *synced = true;
-            stores.mark_synced();
-            tracing::info!(kind, "watch synced");
-        }
-        Ok(_) => {}
-        Err(error) => {
-            metrics.watch_restart(kind);
-            if is_not_installed(&error) && !*synced {
-                *synced = true;
-                stores.mark_synced();
-                tracing::warn!(
-                    kind,
-                    "CRD not installed; treating {kind} as empty until it is"
-                );
-            } else {
-                tracing::warn!(kind, %error, "watch failed; backing off");
-            }
-        }
+    metrics.watch_restart(kind);
+    if is_not_installed(error) && !*synced {
+        *synced = true;
+        stores.mark_synced();
+        tracing::warn!(
+            kind,
+            "CRD not installed; treating {kind} as empty until it is"
+        );
+    } else {
+        tracing::warn!(kind, %error, "watch failed; backing off");
     }
 }
 
@@ -113,5 +191,76 @@ fn is_not_installed(error: &watcher::Error) -> bool {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
         | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 404,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ClusterView;
+    use crate::crd::Resource as ChoreoResource;
+    use serde_json::json;
+
+    fn seen(name: &str, project: serde_json::Value, version: &str) -> Seen<ChoreoResource> {
+        let object = json!({"metadata": {"name": name, "namespace": "ns", "uid": format!("u-{name}"),
+                                         "resourceVersion": version},
+                            "spec": {"owner": {"projectName": project}, "type": {"name": "t"}}});
+        Seen::read(&object.to_string())
+    }
+
+    fn feed(stores: &Stores, writer: Writer<ChoreoResource>) -> Feed<ChoreoResource> {
+        Feed {
+            kind: "Resource".into(),
+            writer,
+            unreadable: stores.unreadable.clone(),
+            listing: HashMap::new(),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
+    fn reported(feed: &Feed<ChoreoResource>) -> bool {
+        let text = feed.metrics.render(&[]);
+        text.contains("bindguard_unreadable_objects_total{kind=\"Resource\"} 1\n")
+    }
+
+    #[test]
+    fn an_unreadable_object_is_recorded_once_and_the_rest_of_the_list_is_kept() {
+        let (writers, stores) = Writers::new(0);
+        let mut feed = feed(&stores, writers.resources);
+        for _ in 0..2 {
+            feed.apply(Event::Init);
+            feed.apply(Event::InitApply(seen("good", json!("doclet"), "1")));
+            feed.apply(Event::InitApply(seen("bad", json!(12), "1")));
+            feed.apply(Event::InitDone);
+        }
+        assert!(stores.resource("ns", "good").is_some());
+        assert!(stores.resource("ns", "bad").is_none());
+        let reason = stores
+            .unreadable("Resource", "ns", "bad")
+            .expect("recorded");
+        assert!(reason.contains("spec.owner.projectName"), "{reason}");
+        assert!(stores.unreadable("Resource", "ns", "good").is_none());
+        assert!(reported(&feed), "reported once, not once per list");
+    }
+
+    #[test]
+    fn an_object_turning_unreadable_leaves_the_store_and_returns_when_fixed() {
+        let (writers, stores) = Writers::new(0);
+        let mut feed = feed(&stores, writers.resources);
+        feed.apply(Event::Apply(seen("r", json!("doclet"), "1")));
+        feed.apply(Event::Apply(seen("r", json!({"nested": true}), "2")));
+        assert!(stores.resource("ns", "r").is_none());
+        assert!(stores.unreadable("Resource", "ns", "r").is_some());
+        assert!(reported(&feed));
+        feed.apply(Event::Apply(seen("r", json!("billing"), "3")));
+        assert_eq!(
+            stores.resource("ns", "r").unwrap().spec.owner.project_name,
+            "billing"
+        );
+        assert!(stores.unreadable("Resource", "ns", "r").is_none());
+        feed.apply(Event::Apply(seen("r", json!(1), "4")));
+        feed.apply(Event::Delete(seen("r", json!(1), "4")));
+        assert!(stores.unreadable("Resource", "ns", "r").is_none());
+        assert!(stores.resource("ns", "r").is_none());
     }
 }

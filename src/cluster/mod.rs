@@ -2,16 +2,19 @@
 //!
 //! [`Stores`] holds one reflector store per kind. The live view fills them from watches
 //! ([`live`]); the static view fills them from manifest files ([`files`]). Either way a lookup
-//! is a hash-map read: no API call on the request path.
+//! is a hash-map read: no API call on the request path. An object the live view could not read
+//! is kept out of the stores and recorded in [`Unreadables`] by name.
 
+pub mod facts;
 pub mod files;
 pub mod live;
 
 use crate::crd::*;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// What policy may ask of the cluster.
 pub trait ClusterView: Send + Sync {
@@ -26,6 +29,9 @@ pub trait ClusterView: Send + Sync {
     /// Every revision whose `spec.promiseRef.name` is `promise`.
     fn promise_revisions(&self, promise: &str) -> Vec<Arc<PromiseRevision>>;
     fn resource_bindings(&self, namespace: &str) -> Vec<Arc<ResourceBinding>>;
+    /// Why the `kind` object `name` (in `namespace`, empty for cluster-scoped kinds) exists but
+    /// could not be read, when it could not.
+    fn unreadable(&self, kind: &str, namespace: &str, name: &str) -> Option<String>;
     /// True once every kind has been listed at least once.
     fn is_synced(&self) -> bool;
 }
@@ -43,6 +49,7 @@ pub struct Stores {
     pub promises: Store<Promise>,
     pub promise_revisions: Store<PromiseRevision>,
     pub resource_bindings: Store<ResourceBinding>,
+    pub unreadable: Unreadables,
     /// Kinds whose first list has not completed yet.
     pending: Arc<AtomicUsize>,
 }
@@ -90,6 +97,7 @@ impl Writers {
             promises: writers.promises.as_reader(),
             promise_revisions: writers.promise_revisions.as_reader(),
             resource_bindings: writers.resource_bindings.as_reader(),
+            unreadable: Unreadables::default(),
             pending: Arc::new(AtomicUsize::new(pending)),
         };
         (writers, stores)
@@ -188,6 +196,9 @@ impl ClusterView for Stores {
     fn resource_bindings(&self, namespace: &str) -> Vec<Arc<ResourceBinding>> {
         in_namespace(&self.resource_bindings, namespace)
     }
+    fn unreadable(&self, kind: &str, namespace: &str, name: &str) -> Option<String> {
+        self.unreadable.reason(kind, namespace, name)
+    }
     fn is_synced(&self) -> bool {
         self.pending.load(Ordering::SeqCst) == 0
     }
@@ -196,4 +207,170 @@ impl ClusterView for Stores {
 /// The `(group, kind)` of an object type.
 pub fn group_kind<K: kube::Resource<DynamicType = ()>>() -> (String, String) {
     (K::group(&()).into_owned(), K::kind(&()).into_owned())
+}
+
+/// An object that exists but whose facts could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    pub uid: String,
+    pub resource_version: String,
+    pub reason: String,
+}
+
+/// The objects the live view could not read, per kind, keyed by `namespace/name`.
+#[derive(Clone, Default)]
+pub struct Unreadables(Arc<RwLock<HashMap<String, HashMap<String, Unreadable>>>>);
+
+/// The key of an object within its kind.
+pub fn object_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+impl Unreadables {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, HashMap<String, Unreadable>>) -> T) -> T {
+        let mut guard = self.0.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// Records one object; true when it was not already recorded at this uid and version.
+    pub fn record(&self, kind: &str, key: String, entry: Unreadable) -> bool {
+        self.with(|all| {
+            let objects = all.entry(kind.to_string()).or_default();
+            objects.insert(key, entry.clone()).as_ref() != Some(&entry)
+        })
+    }
+
+    /// Forgets one object: it was deleted, or has become readable.
+    pub fn forget(&self, kind: &str, key: &str) {
+        self.with(|all| all.get_mut(kind).map(|objects| objects.remove(key)));
+    }
+
+    /// Replaces every record of `kind` after a full list; returns the entries not recorded before.
+    pub fn replace(
+        &self,
+        kind: &str,
+        entries: HashMap<String, Unreadable>,
+    ) -> Vec<(String, Unreadable)> {
+        self.with(|all| {
+            let previous = all.insert(kind.to_string(), entries).unwrap_or_default();
+            all[kind]
+                .iter()
+                .filter(|(key, entry)| previous.get(*key) != Some(*entry))
+                .map(|(key, entry)| (key.clone(), entry.clone()))
+                .collect()
+        })
+    }
+
+    /// Why the object could not be read, when it could not.
+    pub fn reason(&self, kind: &str, namespace: &str, name: &str) -> Option<String> {
+        let guard = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let entry = guard.get(kind)?.get(&object_key(namespace, name))?;
+        Some(entry.reason.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::{AdmissionRequest, Decision, DenyCode};
+    use crate::policy::{Context, Request, Settings, release_binding};
+    use crate::schema::SchemaCache;
+    use serde_json::json;
+
+    /// A view with Resource `pg` of project doclet, and Resource `deep` and ResourceType `odd`
+    /// that exist but could not be read.
+    fn view() -> Stores {
+        let (mut writers, stores) = Writers::new(0);
+        let pg = json!({"metadata": {"name": "pg", "namespace": "ns"},
+                        "spec": {"owner": {"projectName": "doclet"}, "type": {"name": "odd"}}});
+        put(&mut writers.resources, files::decode(pg).unwrap());
+        let unreadable = |reason: &str| Unreadable {
+            uid: "u".into(),
+            resource_version: "1".into(),
+            reason: reason.into(),
+        };
+        let deep = unreadable("spec.owner: nested more than 128 levels deep");
+        stores
+            .unreadable
+            .record("Resource", object_key("ns", "deep"), deep);
+        let odd = unreadable("spec.outputs: expected a sequence");
+        stores
+            .unreadable
+            .record("ResourceType", object_key("ns", "odd"), odd);
+        stores
+    }
+
+    fn create(owner: serde_json::Value, configs: serde_json::Value) -> Decision {
+        let object = json!({"apiVersion": "openchoreo.dev/v1alpha1", "kind": "ResourceReleaseBinding",
+            "metadata": {"name": "b", "namespace": "ns"},
+            "spec": {"owner": owner, "environment": "dev", "resourceTypeEnvironmentConfigs": configs}});
+        let review: AdmissionRequest = serde_json::from_value(json!({
+            "uid": "u", "operation": "CREATE", "name": "b", "namespace": "ns",
+            "kind": {"group": "openchoreo.dev", "version": "v1alpha1", "kind": "ResourceReleaseBinding"},
+            "object": object,
+        }))
+        .unwrap();
+        let (stores, settings, schemas) = (view(), Settings::default(), SchemaCache::new());
+        let ctx = Context {
+            view: &stores,
+            settings: &settings,
+            schemas: &schemas,
+        };
+        release_binding::validate(&Request::decode(&review).unwrap(), &ctx)
+    }
+
+    #[test]
+    fn a_binding_for_an_unreadable_resource_is_refused_naming_it() {
+        let owner = json!({"projectName": "billing", "resourceName": "deep"});
+        let decision = create(owner, json!({}));
+        let denial = decision.denial.expect("refused, not a not-found warning");
+        assert_eq!(denial.code, DenyCode::Forbidden);
+        assert_eq!(denial.causes[0].field, "spec.owner.resourceName");
+        let says = "Resource \"deep\" in namespace ns could not be read by bindguard \
+                    (spec.owner: nested more than 128 levels deep)";
+        assert!(denial.message.contains(says), "{}", denial.message);
+    }
+
+    #[test]
+    fn configs_checked_against_an_unreadable_type_are_refused_naming_it() {
+        let owner = json!({"projectName": "doclet", "resourceName": "pg"});
+        let decision = create(owner, json!({"memory": "1Gi"}));
+        let denial = decision.denial.expect("refused");
+        let says = "ResourceType \"odd\" in namespace ns could not be read by bindguard";
+        assert!(denial.message.contains(says), "{}", denial.message);
+    }
+
+    #[test]
+    fn a_resource_that_is_simply_absent_is_still_only_a_warning() {
+        let owner = json!({"projectName": "billing", "resourceName": "ghost"});
+        let decision = create(owner, json!({}));
+        assert!(decision.denial.is_none(), "{decision:?}");
+        assert!(
+            decision
+                .warnings
+                .iter()
+                .any(|w| w.contains("\"ghost\" not found"))
+        );
+    }
+
+    #[test]
+    fn unreadable_records_are_replaced_by_a_full_list_and_new_ones_returned() {
+        let records = Unreadables::default();
+        let entry = |rv: &str| Unreadable {
+            uid: "u".into(),
+            resource_version: rv.into(),
+            reason: "r".into(),
+        };
+        assert!(records.record("Resource", object_key("ns", "a"), entry("1")));
+        assert!(!records.record("Resource", object_key("ns", "a"), entry("1")));
+        let listed = HashMap::from([
+            (object_key("ns", "a"), entry("1")),
+            (object_key("ns", "b"), entry("1")),
+        ]);
+        let new = records.replace("Resource", listed);
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].0, "ns/b");
+        records.replace("Resource", HashMap::new());
+        assert!(records.reason("Resource", "ns", "a").is_none());
+    }
 }

@@ -64,6 +64,33 @@ impl Context<'_> {
         }
     }
 
+    /// Refuses a request that needs a fact about the `kind` object `name`, which exists but
+    /// bindguard could not read (`namespace` is empty for cluster-scoped kinds).
+    pub fn require_readable(
+        &self,
+        who: &str,
+        field: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), Denial> {
+        let Some(reason) = self.view.unreadable(kind, namespace, name) else {
+            return Ok(());
+        };
+        let place = match namespace {
+            "" => String::new(),
+            ns => format!(" in namespace {ns}"),
+        };
+        Err(Denial::forbidden(
+            field,
+            format!(
+                "{who}: {kind} {name:?}{place} could not be read by bindguard ({reason}); \
+                 what this request depends on cannot be checked until that {kind} is fixed or \
+                 deleted, or {field} names another"
+            ),
+        ))
+    }
+
     /// Whether `user` is one of the platform's controllers (or the garbage collector).
     pub fn is_controller(&self, user: &str) -> bool {
         user == GARBAGE_COLLECTOR || self.settings.controller_users.iter().any(|u| u == user)

@@ -202,6 +202,14 @@ pub fn resource_belongs_to_project(request: &Rrb, ctx: &Context) -> Check {
     };
     let owner = &binding.spec.owner;
     let Some(resource) = ctx.view.resource(request.namespace(), &owner.resource_name) else {
+        let (ns, name) = (request.namespace(), &owner.resource_name);
+        ctx.require_readable(
+            &who(request),
+            "spec.owner.resourceName",
+            "Resource",
+            ns,
+            name,
+        )?;
         return ctx.missing_reference(
             "spec.owner.resourceName",
             format!(
@@ -252,6 +260,14 @@ pub fn release_belongs_to_owner(request: &Rrb, ctx: &Context) -> Check {
         return pass();
     };
     let Some(release) = ctx.view.resource_release(request.namespace(), name) else {
+        let ns = request.namespace();
+        ctx.require_readable(
+            &who(request),
+            "spec.resourceRelease",
+            "ResourceRelease",
+            ns,
+            name,
+        )?;
         return ctx.missing_reference(
             "spec.resourceRelease",
             format!(
@@ -288,22 +304,46 @@ enum Declaring {
 }
 
 impl Declaring {
-    /// The pinned release when it is known, else the live type of the binding's Resource.
-    fn find(ctx: &Context, namespace: &str, binding: &ResourceReleaseBinding) -> Option<Self> {
-        if let Some(release) = pinned(binding).and_then(|n| ctx.view.resource_release(namespace, n))
-        {
-            return Some(Declaring::Release(release));
+    /// The pinned release when it is known, else the live type of the binding's Resource;
+    /// refused when one of them exists but could not be read.
+    fn find(
+        ctx: &Context,
+        request: &Rrb,
+        binding: &ResourceReleaseBinding,
+    ) -> Result<Option<Self>, Denial> {
+        let namespace = request.namespace();
+        let readable = |field: &str, kind: &str, ns: &str, name: &str| {
+            ctx.require_readable(&who(request), field, kind, ns, name)
+        };
+        if let Some(name) = pinned(binding) {
+            if let Some(release) = ctx.view.resource_release(namespace, name) {
+                return Ok(Some(Declaring::Release(release)));
+            }
+            readable("spec.resourceRelease", "ResourceRelease", namespace, name)?;
         }
-        let resource = ctx
-            .view
-            .resource(namespace, &binding.spec.owner.resource_name)?;
+        const FIELD: &str = "spec.owner.resourceName";
+        let resource_name = &binding.spec.owner.resource_name;
+        let Some(resource) = ctx.view.resource(namespace, resource_name) else {
+            readable(FIELD, "Resource", namespace, resource_name)?;
+            return Ok(None);
+        };
         let type_ref = &resource.spec.type_;
-        if type_ref.kind == KIND_CLUSTER_RESOURCE_TYPE {
-            let found = ctx.view.cluster_resource_type(&type_ref.name)?;
-            return Some(Declaring::ClusterType(found));
+        let found = if type_ref.kind == KIND_CLUSTER_RESOURCE_TYPE {
+            let found = ctx.view.cluster_resource_type(&type_ref.name);
+            found.map(Declaring::ClusterType)
+        } else {
+            let found = ctx.view.resource_type(namespace, &type_ref.name);
+            found.map(Declaring::Type)
+        };
+        if found.is_none() {
+            let ns = if type_ref.kind == KIND_CLUSTER_RESOURCE_TYPE {
+                ""
+            } else {
+                namespace
+            };
+            readable(FIELD, &type_ref.kind, ns, &type_ref.name)?;
         }
-        let found = ctx.view.resource_type(namespace, &type_ref.name)?;
-        Some(Declaring::Type(found))
+        Ok(found)
     }
 
     fn template(&self) -> &ResourceTypeTemplate {
@@ -377,7 +417,7 @@ pub fn environment_configs_match_schema(request: &Rrb, ctx: &Context) -> Check {
             ),
         ));
     }
-    let declaring = Declaring::find(ctx, request.namespace(), binding);
+    let declaring = Declaring::find(ctx, request, binding)?;
     let Some((declaring, schema)) = declaring
         .as_ref()
         .and_then(|d| Some((d, d.template().environment_configs_schema()?)))
@@ -516,7 +556,10 @@ pub fn secret_outputs_stay_secret(request: &Rrb, ctx: &Context) -> Check {
     let Some(status) = binding.status.as_ref() else {
         return pass();
     };
-    let Some(declaring) = Declaring::find(ctx, request.namespace(), binding) else {
+    if status.outputs.iter().all(|o| o.value.is_none()) {
+        return pass();
+    }
+    let Some(declaring) = Declaring::find(ctx, request, binding)? else {
         return pass();
     };
     for (index, output) in status.outputs.iter().enumerate() {

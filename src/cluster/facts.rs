@@ -1,0 +1,525 @@
+//! What the view keeps of each watched kind, and how it reads an object from the API server.
+//!
+//! An object arrives as raw JSON. Only the fields the rules read are decoded; every other field
+//! (free-form parameters, managed fields, whole Promise specs) is skipped by serde_json without
+//! recursion, so its depth and shape never matter. An object whose kept fields do not decode
+//! (a value of the wrong type, nesting past serde_json's limit of 128) becomes [`Seen::Unreadable`]:
+//! its name and uid are kept and the watch goes on.
+
+use crate::crd::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ObjectMeta;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+/// A kind the view watches: the parts of it the rules read, and how to rebuild it from them.
+pub trait Watched:
+    kube::Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static
+{
+    /// The kept part of `spec`; unknown fields are skipped.
+    type Spec: DeserializeOwned + Default;
+    /// The kept part of `status`, or [`IgnoredAny`] when the rules read none of it.
+    type Status: DeserializeOwned;
+    fn assemble(metadata: ObjectMeta, spec: Self::Spec, status: Option<Self::Status>) -> Self;
+}
+
+/// One object as a watch delivers it.
+#[derive(Clone, Debug)]
+pub enum Seen<K> {
+    Readable(K),
+    /// Its facts could not be decoded: only its identity is known.
+    Unreadable {
+        metadata: Box<ObjectMeta>,
+        reason: String,
+    },
+}
+
+impl<K: Watched> Seen<K> {
+    /// Decodes one object from its JSON text; never fails.
+    pub fn read(json: &str) -> Self {
+        let mut de = serde_json::Deserializer::from_str(json);
+        match serde_path_to_error::deserialize::<_, Facts<K>>(&mut de) {
+            Ok(facts) => {
+                Seen::Readable(K::assemble(facts.metadata.into(), facts.spec, facts.status))
+            }
+            Err(error) => Seen::Unreadable {
+                metadata: Box::new(identity(json)),
+                reason: describe(&error),
+            },
+        }
+    }
+
+    /// The object itself, or a placeholder carrying only its identity.
+    pub fn into_object(self) -> K {
+        match self {
+            Seen::Readable(object) => object,
+            Seen::Unreadable { metadata, .. } => K::assemble(*metadata, K::Spec::default(), None),
+        }
+    }
+}
+
+impl<'de, K: Watched> Deserialize<'de> for Seen<K> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Capturing the raw text is iterative in serde_json: no depth limit, no recursion.
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        Ok(Seen::read(raw.get()))
+    }
+}
+
+impl<K: Watched> kube::Resource for Seen<K> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Seen::Readable(object) => object.meta(),
+            Seen::Unreadable { metadata, .. } => metadata,
+        }
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Seen::Readable(object) => object.meta_mut(),
+            Seen::Unreadable { metadata, .. } => metadata,
+        }
+    }
+}
+
+/// The kept parts of one object.
+#[derive(Deserialize)]
+#[serde(bound = "")]
+struct Facts<K: Watched> {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: K::Spec,
+    #[serde(default)]
+    status: Option<K::Status>,
+}
+
+/// The metadata the rules read: identity, generation, labels and deletion.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    generation: Option<i64>,
+    labels: Option<BTreeMap<String, String>>,
+    deletion_timestamp: Option<Time>,
+}
+
+impl From<Meta> for ObjectMeta {
+    fn from(m: Meta) -> Self {
+        ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            uid: m.uid,
+            resource_version: m.resource_version,
+            generation: m.generation,
+            labels: m.labels,
+            deletion_timestamp: m.deletion_timestamp,
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// Name, namespace, uid and resourceVersion, from an object nothing else could be read of.
+fn identity(json: &str) -> ObjectMeta {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Identity {
+        name: Option<String>,
+        namespace: Option<String>,
+        uid: Option<String>,
+        resource_version: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Object {
+        metadata: Identity,
+    }
+    let Ok(Object { metadata: m }) = serde_json::from_str::<Object>(json) else {
+        return ObjectMeta::default();
+    };
+    ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        ..ObjectMeta::default()
+    }
+}
+
+/// Where and why decoding failed, without the object's values (they may be secret).
+fn describe(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    const MAX_PATH: usize = 100;
+    let mut path = error.path().to_string();
+    if path.chars().count() > MAX_PATH {
+        path = path.chars().take(MAX_PATH).chain(['…']).collect();
+    }
+    let message = error.inner().to_string();
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(m, _)| m);
+    let why = if message.starts_with("recursion limit exceeded") {
+        "nested more than 128 levels deep".to_string()
+    } else if let Some((_, expected)) = message.split_once(", expected ") {
+        format!("expected {expected}")
+    } else if message.starts_with("missing field") {
+        message.to_string()
+    } else {
+        "unexpected shape".to_string()
+    };
+    format!("{path}: {why}")
+}
+
+/// The kept part of a ResourceType, ClusterResourceType or release snapshot: its parameters
+/// schema and resource templates are never read.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateFacts {
+    environment_configs: Option<SchemaSection>,
+    retain_policy: Option<String>,
+    #[serde(default)]
+    outputs: Vec<OutputTemplate>,
+}
+
+impl From<TemplateFacts> for ResourceTypeTemplate {
+    fn from(t: TemplateFacts) -> Self {
+        ResourceTypeTemplate {
+            parameters: None,
+            environment_configs: t.environment_configs,
+            retain_policy: t.retain_policy,
+            outputs: t.outputs,
+            resources: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct ResourceFacts {
+    owner: ResourceOwner,
+    #[serde(rename = "type")]
+    type_: TypeRef,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseFacts {
+    owner: BindingOwner,
+    resource_type: ReleasedTypeFacts,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ReleasedTypeFacts {
+    #[serde(default)]
+    kind: Option<String>,
+    name: String,
+    #[serde(default)]
+    spec: TemplateFacts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingFacts {
+    owner: BindingOwner,
+    environment: String,
+    resource_release: Option<String>,
+    retain_policy: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionFacts {
+    promise_ref: NameRef,
+    #[serde(default)]
+    version: String,
+}
+
+impl Watched for Environment {
+    type Spec = IgnoredAny;
+    type Status = IgnoredAny;
+    fn assemble(metadata: ObjectMeta, _: IgnoredAny, _: Option<IgnoredAny>) -> Self {
+        let spec = EnvironmentSpec::default();
+        Environment { metadata, spec }
+    }
+}
+
+impl Watched for Project {
+    type Spec = IgnoredAny;
+    type Status = IgnoredAny;
+    fn assemble(metadata: ObjectMeta, _: IgnoredAny, _: Option<IgnoredAny>) -> Self {
+        let spec = ProjectSpec::default();
+        Project { metadata, spec }
+    }
+}
+
+/// Only a Promise's labels and deletion are read; its spec is copied by the loop, not the view.
+impl Watched for Promise {
+    type Spec = IgnoredAny;
+    type Status = IgnoredAny;
+    fn assemble(metadata: ObjectMeta, _: IgnoredAny, _: Option<IgnoredAny>) -> Self {
+        let spec = PromiseSpec::default();
+        let status = None;
+        Promise {
+            metadata,
+            spec,
+            status,
+        }
+    }
+}
+
+impl Watched for Resource {
+    type Spec = ResourceFacts;
+    type Status = IgnoredAny;
+    fn assemble(metadata: ObjectMeta, spec: ResourceFacts, _: Option<IgnoredAny>) -> Self {
+        let spec = ResourceSpec {
+            owner: spec.owner,
+            type_: spec.type_,
+            parameters: None,
+        };
+        Resource {
+            metadata,
+            spec,
+            status: None,
+        }
+    }
+}
+
+impl Watched for ResourceType {
+    type Spec = TemplateFacts;
+    type Status = IgnoredAny;
+    fn assemble(metadata: ObjectMeta, spec: TemplateFacts, _: Option<IgnoredAny>) -> Self {
+        let template = spec.into();
+        ResourceType {
+            metadata,
+            spec: ResourceTypeSpec { template },
+        }
+    }
+}
+
+impl Watched for ClusterResourceType {
+    type Spec = TemplateFacts;
+    type Status = IgnoredAny;
+    fn assemble(metadata: ObjectMeta, spec: TemplateFacts, _: Option<IgnoredAny>) -> Self {
+        let template = spec.into();
+        ClusterResourceType {
+            metadata,
+            spec: ClusterResourceTypeSpec { template },
+        }
+    }
+}
+
+impl Watched for ResourceRelease {
+    type Spec = ReleaseFacts;
+    type Status = IgnoredAny;
+    fn assemble(metadata: ObjectMeta, spec: ReleaseFacts, _: Option<IgnoredAny>) -> Self {
+        let released = spec.resource_type;
+        let resource_type = ReleasedType {
+            kind: released
+                .kind
+                .unwrap_or_else(|| KIND_RESOURCE_TYPE.to_string()),
+            name: released.name,
+            spec: released.spec.into(),
+        };
+        ResourceRelease {
+            metadata,
+            spec: ResourceReleaseSpec {
+                owner: spec.owner,
+                resource_type,
+                parameters: None,
+            },
+        }
+    }
+}
+
+impl Watched for ResourceReleaseBinding {
+    type Spec = BindingFacts;
+    type Status = IgnoredAny;
+    fn assemble(metadata: ObjectMeta, spec: BindingFacts, _: Option<IgnoredAny>) -> Self {
+        let spec = ResourceReleaseBindingSpec {
+            owner: spec.owner,
+            environment: spec.environment,
+            resource_release: spec.resource_release,
+            retain_policy: spec.retain_policy,
+            resource_type_environment_configs: None,
+        };
+        ResourceReleaseBinding {
+            metadata,
+            spec,
+            status: None,
+        }
+    }
+}
+
+impl Watched for PromiseRevision {
+    type Spec = RevisionFacts;
+    type Status = PromiseRevisionStatus;
+    fn assemble(
+        metadata: ObjectMeta,
+        spec: RevisionFacts,
+        status: Option<PromiseRevisionStatus>,
+    ) -> Self {
+        let spec = PromiseRevisionSpec {
+            promise_ref: spec.promise_ref,
+            promise_spec: None,
+            version: spec.version,
+        };
+        PromiseRevision {
+            metadata,
+            spec,
+            status,
+        }
+    }
+}
+
+impl Watched for ResourceBinding {
+    type Spec = ResourceBindingSpec;
+    type Status = IgnoredAny;
+    fn assemble(metadata: ObjectMeta, spec: ResourceBindingSpec, _: Option<IgnoredAny>) -> Self {
+        ResourceBinding {
+            metadata,
+            spec,
+            status: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectList;
+    use kube::core::WatchEvent;
+    use serde_json::json;
+
+    /// `{"a": {"a": ... 1}}`, `depth` objects deep.
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
+    }
+
+    fn resource(name: &str, owner: &str, parameters: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"openchoreo.dev/v1alpha1","kind":"Resource",
+                "metadata":{{"name":"{name}","namespace":"ns","uid":"u-{name}","resourceVersion":"7",
+                  "managedFields":[{{"manager":"kubectl","fieldsV1":{{"f:spec":{parameters}}}}}]}},
+                "spec":{{"owner":{{"projectName":{owner}}},"type":{{"name":"postgres"}},"parameters":{parameters}}}}}"#
+        )
+    }
+
+    #[test]
+    fn deep_fields_the_rules_never_read_are_skipped_at_any_depth() {
+        let seen = Seen::<Resource>::read(&resource("deep", "\"doclet\"", &nested(100_000)));
+        let Seen::Readable(resource) = seen else {
+            panic!("must be readable: {seen:?}");
+        };
+        assert_eq!(resource.spec.owner.project_name, "doclet");
+        assert_eq!(resource.spec.type_.kind, KIND_RESOURCE_TYPE);
+        assert_eq!(resource.spec.parameters, None);
+        assert_eq!(resource.metadata.managed_fields, None);
+        assert_eq!(resource.metadata.uid.as_deref(), Some("u-deep"));
+    }
+
+    #[test]
+    fn a_read_field_of_the_wrong_type_keeps_only_the_identity_and_no_value() {
+        let seen = Seen::<Resource>::read(&resource("odd", r#"["s3cr3t"]"#, "{}"));
+        let Seen::Unreadable { metadata, reason } = seen else {
+            panic!("must be unreadable: {seen:?}");
+        };
+        assert_eq!(metadata.name.as_deref(), Some("odd"));
+        assert_eq!(metadata.namespace.as_deref(), Some("ns"));
+        assert_eq!(metadata.uid.as_deref(), Some("u-odd"));
+        assert_eq!(metadata.resource_version.as_deref(), Some("7"));
+        assert!(
+            reason.starts_with("spec.owner.projectName: expected"),
+            "{reason}"
+        );
+        assert!(!reason.contains("s3cr3t"), "{reason}");
+    }
+
+    #[test]
+    fn a_kept_schema_nested_too_deep_makes_the_type_unreadable() {
+        let schema = nested(150);
+        let json = format!(
+            r#"{{"metadata":{{"name":"deep","namespace":"ns"}},
+                "spec":{{"environmentConfigs":{{"openAPIV3Schema":{schema}}}}}}}"#
+        );
+        let Seen::Unreadable { reason, .. } = Seen::<ResourceType>::read(&json) else {
+            panic!("must be unreadable");
+        };
+        assert!(
+            reason.ends_with(": nested more than 128 levels deep"),
+            "{reason}"
+        );
+        assert!(reason.chars().count() < 160, "{reason}");
+        let shallow = json.replace(&schema, &nested(20));
+        let Seen::Readable(found) = Seen::<ResourceType>::read(&shallow) else {
+            panic!("a 20-deep schema is readable");
+        };
+        assert!(found.spec.template.environment_configs_schema().is_some());
+    }
+
+    #[test]
+    fn one_unreadable_item_never_fails_a_list_page_or_a_watch_event() {
+        let good = resource("good", "\"doclet\"", &nested(150));
+        let bad = resource("bad", "12", &nested(150));
+        let page = format!(
+            r#"{{"apiVersion":"v1","kind":"ResourceList","metadata":{{"resourceVersion":"9"}},"items":[{good},{bad}]}}"#
+        );
+        let list: ObjectList<Seen<Resource>> = serde_json::from_str(&page).unwrap();
+        assert!(matches!(list.items[0], Seen::Readable(_)));
+        assert!(matches!(list.items[1], Seen::Unreadable { .. }));
+        let line = format!(r#"{{"type":"MODIFIED","object":{bad}}}"#);
+        let event: WatchEvent<Seen<Resource>> = serde_json::from_str(&line).unwrap();
+        let WatchEvent::Modified(Seen::Unreadable { metadata, .. }) = event else {
+            panic!("must be an unreadable MODIFIED");
+        };
+        assert_eq!(metadata.name.as_deref(), Some("bad"));
+    }
+
+    #[test]
+    fn kept_facts_match_a_full_decode_of_every_kind() {
+        let revision = json!({"metadata": {"name": "redis-v1", "labels": {"kratix.io/latest-revision": "true"}},
+            "spec": {"promiseRef": {"name": "redis"}, "version": "v1", "promiseSpec": {"api": {}}},
+            "status": {"latest": true}});
+        let Seen::Readable(read) = Seen::<PromiseRevision>::read(&revision.to_string()) else {
+            panic!("readable");
+        };
+        assert_eq!(read.spec.version, "v1");
+        assert_eq!(read.spec.promise_ref.name, "redis");
+        assert!(read.status.is_some_and(|s| s.latest));
+        assert!(read.metadata.labels.is_some());
+        let release = json!({"metadata": {"name": "pg-r1", "namespace": "ns", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"owner": {"projectName": "p", "resourceName": "pg"}, "parameters": {"x": 1},
+                     "resourceType": {"name": "postgres", "spec": {"retainPolicy": "Retain", "resources": [{"a": 1}],
+                        "outputs": [{"name": "password", "secretKeyRef": {"name": "s", "key": "k"}}]}}}});
+        let Seen::Readable(read) = Seen::<ResourceRelease>::read(&release.to_string()) else {
+            panic!("readable");
+        };
+        let template = &read.spec.resource_type.spec;
+        assert_eq!(template.retain_policy.as_deref(), Some("Retain"));
+        assert!(
+            template
+                .output("password")
+                .is_some_and(|o| o.secret_key_ref.is_some())
+        );
+        assert!(template.resources.is_empty());
+        assert_eq!(read.spec.resource_type.kind, KIND_RESOURCE_TYPE);
+        assert!(read.metadata.deletion_timestamp.is_some());
+    }
+}
