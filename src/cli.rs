@@ -192,7 +192,7 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
     let (view, stores) = cluster_view(args.state.as_deref(), &metrics).await?;
     if !args.no_reconcile && args.state.is_none() {
         let client = kube::Client::try_default().await.context("connecting to the cluster for the reconcile loop; use --no-reconcile to serve without it")?;
-        tokio::spawn(reconcile::run(client, metrics.clone()));
+        tokio::spawn(reconcile::run(client, metrics.clone(), view.clone()));
     }
     let resolver = tls::Resolver::new(serving_key(&args)?);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
@@ -345,8 +345,9 @@ fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
             );
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let plain = tokio::spawn(server::serve_plain(admin, routes, stopped));
+        let view = Arc::new(live::start(client.clone(), metrics.clone()));
         tokio::select! {
-            () = reconcile::run(client, metrics) => {}
+            () = reconcile::run(client, metrics, view) => {}
             () = server::termination() => {}
         }
         let _ = stop.send(true);

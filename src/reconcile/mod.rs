@@ -7,7 +7,9 @@ pub mod leader;
 pub mod openchoreo;
 pub mod promote;
 
+use crate::cluster::ClusterView;
 use crate::metrics::Metrics;
+use crate::schema::SchemaCache;
 use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -19,6 +21,9 @@ pub struct Ctx {
     pub client: Client,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// The same cluster view admission reads: facts come from here, not from API reads.
+    pub view: Arc<dyn ClusterView>,
+    pub schemas: SchemaCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +85,7 @@ pub fn on_error(kind: &str, error: &Error, ctx: &Ctx) -> Action {
 
 /// Runs the loop until the process ends: follow until leading, then run the controllers while
 /// renewing; a lost lease stops them and goes back to following.
-pub async fn run(client: Client, metrics: Arc<Metrics>) {
+pub async fn run(client: Client, metrics: Arc<Metrics>, view: Arc<dyn ClusterView>) {
     let mut elector = leader::Elector::new(client.clone());
     let reporter = Reporter {
         controller: "bindguard".into(),
@@ -90,6 +95,8 @@ pub async fn run(client: Client, metrics: Arc<Metrics>) {
         recorder: Recorder::new(client.clone(), reporter),
         client,
         metrics,
+        view,
+        schemas: SchemaCache::new(),
     });
     let mut running: Option<tokio::task::JoinHandle<()>> = None;
     loop {

@@ -8,6 +8,7 @@ mod deploy;
 mod kratix;
 mod openchoreo;
 mod reconcile;
+mod updates;
 
 // What every area file needs, through its `use super::*`.
 pub use crate::cluster::Cluster;
@@ -48,6 +49,7 @@ pub fn all() -> Vec<&'static Scenario> {
         openchoreo::SCENARIOS,
         kratix::SCENARIOS,
         reconcile::SCENARIOS,
+        updates::SCENARIOS,
     ];
     areas.into_iter().flatten().collect()
 }
