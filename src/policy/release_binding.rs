@@ -8,8 +8,8 @@ use super::referents::{self, ConfigCheck, Declaring, RETAIN, json_type, pinned};
 use super::{Check, Context, Request, pass, patch, run_rules};
 use crate::admission::{Cause, Decision, Denial, DenyCode, Operation};
 use crate::crd::{
-    BindingOwner, KIND_CLUSTER_RESOURCE_TYPE, LABEL_ENVIRONMENT, LABEL_PROJECT, LABEL_RESOURCE, OutputTemplate,
-    ResolvedResourceOutput, ResourceReleaseBinding,
+    BindingOwner, KIND_CLUSTER_RESOURCE_TYPE, LABEL_ENVIRONMENT, LABEL_PROJECT, LABEL_RESOURCE,
+    OutputTemplate, ResolvedResourceOutput, ResourceReleaseBinding,
 };
 use crate::naming;
 use crate::schema::Violation;
@@ -215,7 +215,13 @@ pub fn resource_belongs_to_project(request: &Rrb, ctx: &Context) -> Check {
     let owner = &binding.spec.owner;
     let Some(resource) = ctx.view.resource(request.namespace(), &owner.resource_name) else {
         let (ns, name) = (request.namespace(), &owner.resource_name);
-        ctx.require_readable(&who(request), "spec.owner.resourceName", "Resource", ns, name)?;
+        ctx.require_readable(
+            &who(request),
+            "spec.owner.resourceName",
+            "Resource",
+            ns,
+            name,
+        )?;
         return ctx.missing_reference(
             "spec.owner.resourceName",
             format!(
@@ -254,7 +260,13 @@ pub fn release_belongs_to_owner(request: &Rrb, ctx: &Context) -> Check {
     };
     let Some(release) = ctx.view.resource_release(request.namespace(), name) else {
         let ns = request.namespace();
-        ctx.require_readable(&who(request), "spec.resourceRelease", "ResourceRelease", ns, name)?;
+        ctx.require_readable(
+            &who(request),
+            "spec.resourceRelease",
+            "ResourceRelease",
+            ns,
+            name,
+        )?;
         return ctx.missing_reference(
             "spec.resourceRelease",
             format!(
