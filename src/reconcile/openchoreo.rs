@@ -4,6 +4,7 @@
 
 use super::conditions::{self, BindingView, binding_conditions, finalizing, merge, same};
 use super::{Ctx, Error, on_error};
+use crate::cluster::facts::Seen;
 use crate::crd::*;
 use crate::policy::referents::{self, RETAIN};
 use futures::StreamExt;
@@ -18,6 +19,8 @@ use std::time::Duration;
 
 type Rrb = ResourceReleaseBinding;
 
+/// Referents are watched through [`Seen`], so one that cannot be decoded still triggers its
+/// bindings and never stops the watch.
 pub async fn run(ctx: Arc<Ctx>) {
     let c = ctx.client.clone();
     let cfg = watcher::Config::default;
@@ -32,24 +35,28 @@ pub async fn run(ctx: Arc<Ctx>) {
         store,
     );
     controller
-        .watches(Api::<Environment>::all(c.clone()), cfg(), move |o| {
+        .watches(Api::<Seen<Environment>>::all(c.clone()), cfg(), move |o| {
             affected(&s1, &o, |b| b.spec.environment == o.name_any())
         })
-        .watches(Api::<Resource>::all(c.clone()), cfg(), move |o| {
+        .watches(Api::<Seen<Resource>>::all(c.clone()), cfg(), move |o| {
             affected(&s2, &o, |b| b.spec.owner.resource_name == o.name_any())
         })
-        .watches(Api::<ResourceRelease>::all(c.clone()), cfg(), move |o| {
-            affected(&s3, &o, |b| {
-                b.spec.resource_release.as_deref() == Some(o.name_any().as_str())
-            })
-        })
-        .watches(Api::<Project>::all(c.clone()), cfg(), move |o| {
+        .watches(
+            Api::<Seen<ResourceRelease>>::all(c.clone()),
+            cfg(),
+            move |o| {
+                affected(&s3, &o, |b| {
+                    b.spec.resource_release.as_deref() == Some(o.name_any().as_str())
+                })
+            },
+        )
+        .watches(Api::<Seen<Project>>::all(c.clone()), cfg(), move |o| {
             affected(&s4, &o, |b| b.spec.owner.project_name == o.name_any())
         })
-        .watches(Api::<ResourceType>::all(c.clone()), cfg(), move |o| {
+        .watches(Api::<Seen<ResourceType>>::all(c.clone()), cfg(), move |o| {
             affected(&s5, &o, |_| true)
         })
-        .watches(Api::<ClusterResourceType>::all(c), cfg(), move |_| {
+        .watches(Api::<Seen<ClusterResourceType>>::all(c), cfg(), move |_| {
             s6.state()
                 .iter()
                 .map(|b| ObjectRef::from_obj(&**b))
@@ -206,7 +213,7 @@ async fn finalize(b: &Rrb, api: &Api<Rrb>, ctx: &Ctx) -> Result<Action, Error> {
 
 /// Deletes the bindings of every Resource that goes. Retain bindings then show RetainHold.
 pub async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
-    let resources = Api::<Resource>::all(ctx.client.clone());
+    let resources = Api::<Seen<Resource>>::all(ctx.client.clone());
     watcher(resources, watcher::Config::default())
         .default_backoff()
         .for_each(|event| {
@@ -222,7 +229,7 @@ pub async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
         .await;
 }
 
-async fn delete_bindings_of(resource: &Resource, ctx: &Ctx) -> Result<(), Error> {
+async fn delete_bindings_of(resource: &Seen<Resource>, ctx: &Ctx) -> Result<(), Error> {
     let ns = resource.namespace().unwrap_or_default();
     let api: Api<Rrb> = Api::namespaced(ctx.client.clone(), &ns);
     for b in api.list(&Default::default()).await? {
