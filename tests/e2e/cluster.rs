@@ -58,7 +58,7 @@ impl Cluster {
         })?;
         step("install CRDs", || install_crds(&kubectl))?;
         let (bindguard, launch, webhook_config) = step("start bindguard", || {
-            start_bindguard(&dir, &ports, &kubectl)
+            start_bindguard(&dir, &ports, &kubectl, &pki)
         })?;
         let admin_addr = launch.admin;
         let cluster = Cluster {
@@ -335,7 +335,8 @@ fn start_apiserver(
         &[],
         dir,
     )?;
-    let kubeconfig = write_kubeconfig(dir, ports.apiserver, pki)?;
+    let admin = (pki.admin_cert.as_path(), pki.admin_key.as_path());
+    let kubeconfig = write_kubeconfig(dir, ports.apiserver, &pki.ca_cert, admin, "kubeconfig")?;
     let kubectl = Kubectl::new(tools.join("kubectl"), kubeconfig, dir.join("kube-cache"));
     apiserver.wait_ready("kube-apiserver /readyz", || {
         probe_output(kubectl.run(&["get", "--raw", "/readyz"]))
@@ -343,24 +344,30 @@ fn start_apiserver(
     Ok((apiserver, kubectl))
 }
 
-/// An admin kubeconfig (client certificate in `system:masters`) for the API server.
-fn write_kubeconfig(dir: &Workdir, port: u16, pki: &Pki) -> Result<PathBuf> {
+/// A kubeconfig `file` for the API server that authenticates with `cert` and `key`.
+fn write_kubeconfig(
+    dir: &Workdir,
+    port: u16,
+    ca: &Path,
+    (cert, key): (&Path, &Path),
+    file: &str,
+) -> Result<PathBuf> {
     let config = json!({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "e2e", "cluster": {
             "server": format!("https://127.0.0.1:{port}"),
-            "certificate-authority": pki.ca_cert,
+            "certificate-authority": ca,
         }}],
-        "users": [{"name": "admin", "user": {
-            "client-certificate": pki.admin_cert,
-            "client-key": pki.admin_key,
+        "users": [{"name": "user", "user": {
+            "client-certificate": cert,
+            "client-key": key,
         }}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "user"}}],
         "current-context": "e2e",
     });
-    let path = dir.join("kubeconfig");
-    fs::write(&path, config.to_string()).context("write kubeconfig")?;
+    let path = dir.join(file);
+    fs::write(&path, config.to_string()).with_context(|| format!("write {file}"))?;
     Ok(path)
 }
 
@@ -396,17 +403,32 @@ fn is_established(crd: &Value) -> bool {
         .any(|c| c["type"] == "Established" && c["status"] == "True")
 }
 
-/// Starts `bindguard serve` against the cluster (its own namespace created first, as a
-/// deployment has it) and waits for its admin `/readyz`. Returns the process, its admin address
+/// Starts `bindguard serve` against the cluster as its ServiceAccount (its namespace and
+/// `manifests/rbac.yaml` applied first, as a deployment has them) and waits for its admin
+/// `/readyz`. Returns the process, its admin address
 /// and its webhook configurations.
 fn start_bindguard(
     dir: &Workdir,
     ports: &Ports,
     kubectl: &Kubectl,
+    pki: &Pki,
 ) -> Result<(Proc, Launch, String)> {
+    let manifests = Path::new(MANIFEST_DIR).join("manifests");
+    let namespace = manifests.join("namespace.yaml").display().to_string();
+    kubectl.run(&["apply", "-f", &namespace]).into_result()?;
+    let rbac = fs::read_to_string(manifests.join("rbac.yaml")).context("read rbac.yaml")?;
+    let rbac = with_request_groups(&rbac, REQUEST_GROUPS)?;
     kubectl
-        .run(&["create", "namespace", SYSTEM_NAMESPACE])
+        .run_with_stdin(&["apply", "-f", "-"], Some(&rbac))
         .into_result()?;
+    let identity = (pki.bindguard_cert.as_path(), pki.bindguard_key.as_path());
+    let kubeconfig = write_kubeconfig(
+        dir,
+        ports.apiserver,
+        &pki.ca_cert,
+        identity,
+        "bindguard.kubeconfig",
+    )?;
     let certs = dir.join("webhook-pki");
     let certs_arg = certs.display().to_string();
     let args = [
@@ -423,7 +445,7 @@ fn start_bindguard(
         addr: SocketAddr::from(([127, 0, 0, 1], ports.webhook)),
         admin: SocketAddr::from(([127, 0, 0, 1], ports.admin)),
         certs: certs.clone(),
-        kubeconfig: kubectl.kubeconfig().to_path_buf(),
+        kubeconfig,
     };
     let bindguard = launch.spawn("bindguard", MAIN_IDENTITY, &[], dir)?;
     bindguard.wait_ready("bindguard admin /readyz", || {
@@ -434,6 +456,26 @@ fn start_bindguard(
     let config = run_bindguard(&["webhook-config", "--ca-file", &ca, "--url", &url])?;
     Ok((bindguard, launch, config))
 }
+
+/// The API groups of the resource requests the scenarios' Promises offer.
+const REQUEST_GROUPS: &[&str] = &["marketplace.kratix.io", "kv.example.dev"];
+
+/// `rbac.yaml` with its resource-request rule granted on `groups`, as an installer lists the
+/// groups of its Promises there.
+fn with_request_groups(rbac: &str, groups: &[&str]) -> Result<String> {
+    const SHIPPED: &str = r#"apiGroups: ["marketplace.kratix.io"] # resource requests"#;
+    ensure!(
+        rbac.contains(SHIPPED),
+        "rbac.yaml has no line {SHIPPED:?} to list the request groups on"
+    );
+    let quoted: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+    let listed = format!("apiGroups: [{}] # resource requests", quoted.join(", "));
+    Ok(rbac.replace(SHIPPED, &listed))
+}
+
+/// Who bindguard is to the API server: its ServiceAccount, whose only permissions are
+/// `manifests/rbac.yaml`. A client certificate with this common name authenticates as that user.
+pub const BINDGUARD_USER: &str = "system:serviceaccount:bindguard-system:bindguard";
 
 /// The lease identity (`POD_NAME`) of the main bindguard process.
 const MAIN_IDENTITY: &str = "bindguard-0";
@@ -608,13 +650,17 @@ struct Pki {
     serving_key: PathBuf,
     admin_cert: PathBuf,
     admin_key: PathBuf,
+    /// bindguard's own client certificate: its ServiceAccount's user name, no groups.
+    bindguard_cert: PathBuf,
+    bindguard_key: PathBuf,
     sa_key: PathBuf,
     sa_public: PathBuf,
 }
 
 impl Pki {
     /// A CA, the API server's serving certificate (127.0.0.1, localhost), an admin client
-    /// certificate in `system:masters`, and a service-account signing key.
+    /// certificate in `system:masters`, bindguard's client certificate, and a service-account
+    /// signing key.
     fn write(dir: &Path) -> Result<Pki> {
         fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let file = |name: &str, pem: &str| -> Result<PathBuf> {
@@ -635,6 +681,12 @@ impl Pki {
             &[],
             ExtendedKeyUsagePurpose::ClientAuth,
         )?;
+        let (bindguard, bindguard_key) = leaf(
+            &ca,
+            (BINDGUARD_USER, None),
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
         let sa = KeyPair::generate().context("generate service-account key")?;
         Ok(Pki {
             ca_cert: file("ca.crt", &ca.pem())?,
@@ -642,6 +694,8 @@ impl Pki {
             serving_key: file("apiserver.key", &serving_key)?,
             admin_cert: file("admin.crt", &admin)?,
             admin_key: file("admin.key", &admin_key)?,
+            bindguard_cert: file("bindguard.crt", &bindguard)?,
+            bindguard_key: file("bindguard.key", &bindguard_key)?,
             sa_key: file("sa.key", &sa.serialize_pem())?,
             sa_public: file("sa.pub", &sa.public_key_pem())?,
         })

@@ -7,6 +7,7 @@
 mod deploy;
 mod kratix;
 mod openchoreo;
+mod privilege;
 mod reconcile;
 mod updates;
 mod view;
@@ -52,6 +53,7 @@ pub fn all() -> Vec<&'static Scenario> {
         reconcile::SCENARIOS,
         updates::SCENARIOS,
         view::SCENARIOS,
+        privilege::SCENARIOS,
     ];
     areas.into_iter().flatten().collect()
 }
