@@ -158,6 +158,21 @@ pub struct WebhookConfigArgs {
     pub url: Option<String>,
 }
 
+/// Standard output was closed by its reader (`bindguard review ... | head`): not an error.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output closed")]
+pub struct StdoutClosed;
+
+/// Writes to standard output; a closed pipe ends the command quietly ([`StdoutClosed`]).
+fn emit(text: std::fmt::Arguments) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        other => Ok(other?),
+    }
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -287,18 +302,19 @@ fn review(args: ReviewArgs) -> anyhow::Result<()> {
     };
     let judged =
         judge::judge(phase, &body, &ctx).map_err(|e| anyhow::anyhow!("{}: {e}", args.file))?;
-    println!("{}", serde_json::to_string_pretty(&judged.response)?);
-    Ok(())
+    emit(format_args!(
+        "{}\n",
+        serde_json::to_string_pretty(&judged.response)?
+    ))
 }
 
 fn certs(args: CertsArgs) -> anyhow::Result<()> {
     let bundle = tls::generate(&args.dns)?;
     tls::write_bundle(&args.out, &bundle)?;
-    println!(
-        "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key",
+    emit(format_args!(
+        "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key\n",
         args.out.display()
-    );
-    Ok(())
+    ))
 }
 
 fn webhook_config(args: WebhookConfigArgs) -> anyhow::Result<()> {
@@ -315,13 +331,15 @@ fn webhook_config(args: WebhookConfigArgs) -> anyhow::Result<()> {
     };
     let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca);
     let configs = webhook_config::configurations(&target, Some(&ca_bundle));
-    print!("{}", serde_saphyr::to_string_multiple(&configs)?);
-    Ok(())
+    emit(format_args!(
+        "{}",
+        serde_saphyr::to_string_multiple(&configs)?
+    ))
 }
 
 fn crds() -> anyhow::Result<()> {
     for crd in crd::all() {
-        print!("---\n{}", crd::to_yaml(&crd)?);
+        emit(format_args!("---\n{}", crd::to_yaml(&crd)?))?;
     }
     Ok(())
 }
@@ -363,7 +381,8 @@ fn promote(args: PromoteArgs) -> anyhow::Result<()> {
             .context("connecting to the cluster (kubeconfig or in-cluster)")?;
         let (binding, release) =
             reconcile::promote::promote(client, &args.namespace, &args.resource, &args.env).await?;
-        println!("ResourceReleaseBinding {binding} now pins ResourceRelease {release}");
-        Ok(())
+        emit(format_args!(
+            "ResourceReleaseBinding {binding} now pins ResourceRelease {release}\n"
+        ))
     })
 }

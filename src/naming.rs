@@ -46,17 +46,39 @@ pub fn is_dns_subdomain(name: &str) -> bool {
 /// Longest label value Kubernetes accepts.
 pub const MAX_LABEL_VALUE: usize = 63;
 
-/// `name` as a label value: itself when it fits, else its first characters and the first 5 hex
-/// of its MD5, so bindings of long-named requests can still be labelled and found.
+/// `name` as a label value: itself when it is one, else the characters a label value may hold
+/// (at most the first 57 of them) and the first 5 hex of its MD5, so objects with long or odd
+/// names can still be labelled and selected. Stable: the same name always gives the same value.
 pub fn label_value(name: &str) -> String {
-    if name.len() <= MAX_LABEL_VALUE {
+    if is_label_value(name) {
         return name.to_string();
     }
     let hash = short_hash(name);
     let keep = MAX_LABEL_VALUE - hash.len() - 1;
-    let prefix: String = name.chars().take(keep).collect();
-    let prefix = prefix.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-    format!("{prefix}-{hash}")
+    let allowed: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(keep)
+        .collect();
+    let prefix = allowed.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    if prefix.is_empty() {
+        hash
+    } else {
+        format!("{prefix}-{hash}")
+    }
+}
+
+/// Whether `value` is a valid label value: empty, or at most 63 of `[A-Za-z0-9_.-]` starting
+/// and ending alphanumeric.
+pub fn is_label_value(value: &str) -> bool {
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    value.is_empty()
+        || (value.len() <= MAX_LABEL_VALUE
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && alnum(value.chars().next())
+            && alnum(value.chars().last()))
 }
 
 /// The Promise version carried by its labels: `kratix.io/promise-version`, else `not-set`.
@@ -110,6 +132,29 @@ mod tests {
         assert_eq!(value, format!("{}-{}", "a".repeat(56), short_hash(&long)));
         assert!(value.len() <= MAX_LABEL_VALUE);
         assert_ne!(label_value(&"c".repeat(70)), label_value(&"c".repeat(71)));
+    }
+
+    #[test]
+    fn every_label_value_is_valid() {
+        for name in [
+            " ",
+            "Dev Env",
+            "-x-",
+            "ü",
+            "a/b",
+            &"x".repeat(300),
+            "",
+            "ok",
+        ] {
+            let value = label_value(name);
+            assert!(is_label_value(&value), "{name:?} -> {value:?}");
+            assert_eq!(value, label_value(name), "stable");
+        }
+        assert_eq!(
+            label_value("Dev Env"),
+            format!("DevEnv-{}", short_hash("Dev Env"))
+        );
+        assert_eq!(label_value(" "), short_hash(" "));
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub const VERSION_LATEST: &str = "latest";
     group = "platform.kratix.io",
     version = "v1alpha1",
     kind = "Promise",
-    status = "PromiseStatus"
+    status = "PromiseStatus",
+    category = "kratix"
 )]
 #[serde(transparent)]
 pub struct PromiseSpec(pub serde_json::Map<String, Value>);
@@ -58,6 +59,7 @@ impl PromiseSpec {
     version = "v1alpha1",
     kind = "PromiseRevision",
     status = "PromiseRevisionStatus",
+    category = "kratix",
     printcolumn(
         name = "Promise",
         type_ = "string",
@@ -96,6 +98,7 @@ pub struct NameRef {
     kind = "ResourceBinding",
     namespaced,
     status = "ResourceBindingStatus",
+    category = "kratix",
     printcolumn(
         name = "Resource",
         type_ = "string",

@@ -285,7 +285,9 @@ impl ResourceTypeTemplate {
     version = "v1alpha1",
     kind = "ResourceType",
     namespaced,
-    shortname = "rt"
+    status = "ObservedStatus",
+    shortname = "rt",
+    shortname = "rts"
 )]
 pub struct ResourceTypeSpec {
     #[serde(flatten)]
@@ -298,7 +300,9 @@ pub struct ResourceTypeSpec {
     group = "openchoreo.dev",
     version = "v1alpha1",
     kind = "ClusterResourceType",
-    shortname = "crt"
+    status = "ObservedStatus",
+    shortname = "crt",
+    shortname = "crts"
 )]
 pub struct ClusterResourceTypeSpec {
     #[serde(flatten)]
@@ -312,6 +316,7 @@ pub struct ClusterResourceTypeSpec {
     version = "v1alpha1",
     kind = "ResourceRelease",
     namespaced,
+    status = "ObservedStatus",
     printcolumn(
         name = "Project",
         type_ = "string",
@@ -356,7 +361,9 @@ pub struct ReleasedType {
     version = "v1alpha1",
     kind = "Environment",
     namespaced,
-    shortname = "env"
+    status = "ObservedStatus",
+    shortname = "env",
+    shortname = "envs"
 )]
 #[serde(transparent)]
 pub struct EnvironmentSpec(pub serde_json::Map<String, Value>);
@@ -370,9 +377,18 @@ free_form_schema!(EnvironmentSpec);
     version = "v1alpha1",
     kind = "Project",
     namespaced,
-    shortname = "proj"
+    status = "ObservedStatus",
+    shortname = "proj",
+    shortname = "projs"
 )]
 #[serde(transparent)]
 pub struct ProjectSpec(pub serde_json::Map<String, Value>);
 
 free_form_schema!(ProjectSpec);
+
+/// The status of the kinds bindguard only reads: whatever their controllers write, kept as is.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(transparent)]
+pub struct ObservedStatus(pub serde_json::Map<String, Value>);
+
+free_form_schema!(ObservedStatus);

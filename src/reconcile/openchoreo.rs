@@ -6,7 +6,7 @@ use super::conditions::{self, BindingView, binding_conditions, finalizing, merge
 use super::{Ctx, Error, on_error};
 use crate::cluster::facts::Seen;
 use crate::crd::*;
-use crate::policy::referents::{self, RETAIN};
+use crate::policy::referents::{self, DELETE, RETAIN};
 use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -178,16 +178,23 @@ async fn write_conditions(api: &Api<Rrb>, b: &Rrb, wanted: Vec<Condition>) -> Re
 
 async fn finalize(b: &Rrb, api: &Api<Rrb>, ctx: &Ctx) -> Result<Action, Error> {
     let g = b.metadata.generation;
-    let already = b.status.as_ref().is_some_and(|s| {
+    let reason = b.status.as_ref().and_then(|s| {
         s.conditions
             .iter()
-            .any(|c| c.type_ == conditions::FINALIZING)
+            .find(|c| c.type_ == conditions::FINALIZING)
+            .map(|c| c.reason.as_str())
     });
-    if !already {
+    if reason.is_none() {
         write_conditions(api, b, vec![finalizing("Finalizing", g)]).await?;
     }
     let ns = b.namespace().unwrap_or_default();
-    let policy = referents::effective_retain_policy(ctx.view.as_ref(), &ns, b);
+    // A hold is released by the binding's own policy only (the seed's "flip the policy"): a
+    // Resource or type deleted since never turns a held binding into an accidental Delete.
+    let held = reason == Some("RetainHold") && b.spec.retain_policy.as_deref() != Some(DELETE);
+    let policy = match held {
+        true => RETAIN.to_string(),
+        false => referents::effective_retain_policy(ctx.view.as_ref(), &ns, b),
+    };
     if policy == RETAIN {
         if write_conditions(api, b, vec![finalizing("RetainHold", g)]).await? {
             ctx.event(

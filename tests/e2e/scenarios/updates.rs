@@ -165,22 +165,27 @@ fn a_long_resource_name_gets_a_valid_label(c: &Cluster) {
 fn a_legacy_binding_can_lose_its_finalizer(c: &Cluster) {
     let ns = c.kubectl.create_namespace("updates-legacy");
     c.kubectl.apply(&ns, &world("billing-db", "billing"));
-    // Created while the webhook was down: it claims doclet for a Resource of billing.
+    // Created while the webhook was down: one claims doclet for a Resource of billing, one has
+    // a blank resource name (the CRD's minLength lets a space through).
     c.without_webhooks(|| {
         c.kubectl
             .apply(&ns, &binding("legacy", "billing-db", DELETE, &[HOLD]));
+        c.kubectl
+            .apply(&ns, &binding("blank", "' '", DELETE, &[HOLD]));
     });
     let refused = c
         .kubectl
         .try_apply(&ns, &binding("fresh", "billing-db", "", &[]));
     assert_denied(&refused, "belongs to project \"billing\"");
-    let labelled = kubectl(c, &["label", "rrb", "legacy", "-n", &ns, "team=payments"]);
-    assert!(
-        labelled.success,
-        "a label on a legacy binding is refused: {labelled}"
-    );
-    start_deleting(c, &ns, "legacy");
-    release_hold(c, &ns, "legacy");
+    for name in ["legacy", "blank"] {
+        let labelled = kubectl(c, &["label", "rrb", name, "-n", &ns, "team=payments"]);
+        assert!(
+            labelled.success,
+            "a label on legacy binding {name} is refused: {labelled}"
+        );
+        start_deleting(c, &ns, name);
+        release_hold(c, &ns, name);
+    }
 }
 
 fn a_terminating_binding_frees_its_target(c: &Cluster) {
