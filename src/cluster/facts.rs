@@ -257,7 +257,11 @@ impl Watched for Environment {
     type Status = IgnoredAny;
     fn assemble(metadata: ObjectMeta, _: IgnoredAny, _: Option<IgnoredAny>) -> Self {
         let spec = EnvironmentSpec::default();
-        Environment { metadata, spec }
+        Environment {
+            metadata,
+            spec,
+            status: None,
+        }
     }
 }
 
@@ -266,7 +270,11 @@ impl Watched for Project {
     type Status = IgnoredAny;
     fn assemble(metadata: ObjectMeta, _: IgnoredAny, _: Option<IgnoredAny>) -> Self {
         let spec = ProjectSpec::default();
-        Project { metadata, spec }
+        Project {
+            metadata,
+            spec,
+            status: None,
+        }
     }
 }
 
@@ -310,6 +318,7 @@ impl Watched for ResourceType {
         ResourceType {
             metadata,
             spec: ResourceTypeSpec { template },
+            status: None,
         }
     }
 }
@@ -322,6 +331,7 @@ impl Watched for ClusterResourceType {
         ClusterResourceType {
             metadata,
             spec: ClusterResourceTypeSpec { template },
+            status: None,
         }
     }
 }
@@ -345,6 +355,7 @@ impl Watched for ResourceRelease {
                 resource_type,
                 parameters: None,
             },
+            status: None,
         }
     }
 }
