@@ -161,7 +161,9 @@ pub fn check_configs(
 }
 
 /// The retain policy that applies: the binding's, else the pinned release snapshot's type's,
-/// else the live ResourceType's or ClusterResourceType's, else Delete.
+/// else the live ResourceType's or ClusterResourceType's, else Delete. When a referent that could
+/// decide it exists but cannot be read, the answer is Retain: an unreadable object never turns
+/// into an accidental Delete.
 pub fn effective_retain_policy(
     view: &dyn ClusterView,
     namespace: &str,
@@ -177,8 +179,35 @@ pub fn effective_retain_policy(
         .clone()
         .filter(|p| !p.is_empty())
         .or_else(|| declared(pinned_release(view, namespace, binding).map(Declaring::Release)))
+        .or_else(|| unreadable_decider(view, namespace, binding).then(|| RETAIN.to_string()))
         .or_else(|| declared(Declaring::live(view, namespace, binding)))
         .unwrap_or_else(|| DELETE.to_string())
+}
+
+/// Whether the pinned release, the Resource or its type exists but cannot be read.
+fn unreadable_decider(
+    view: &dyn ClusterView,
+    namespace: &str,
+    binding: &ResourceReleaseBinding,
+) -> bool {
+    let release = pinned(binding).is_some_and(|name| {
+        view.unreadable("ResourceRelease", namespace, name)
+            .is_some()
+    });
+    let resource_name = &binding.spec.owner.resource_name;
+    let resource = view
+        .unreadable("Resource", namespace, resource_name)
+        .is_some();
+    let type_unreadable = view.resource(namespace, resource_name).is_some_and(|r| {
+        let type_ref = &r.spec.type_;
+        let ns = match type_ref.kind.as_str() {
+            KIND_CLUSTER_RESOURCE_TYPE => "",
+            _ => namespace,
+        };
+        view.unreadable(&type_ref.kind, ns, &type_ref.name)
+            .is_some()
+    });
+    release || resource || type_unreadable
 }
 
 /// What the loop's Synced condition reads about a binding's referents.
@@ -251,5 +280,54 @@ pub fn json_type(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Unreadable, Writers, files, object_key, put};
+    use serde_json::json;
+
+    fn binding(resource: &str, release: Option<&str>) -> ResourceReleaseBinding {
+        files::decode(json!({
+            "metadata": {"name": "b", "namespace": "ns"},
+            "spec": {"owner": {"projectName": "p", "resourceName": resource},
+                     "environment": "dev", "resourceRelease": release},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_unreadable_decider_never_turns_into_delete() {
+        let (mut writers, view) = Writers::new(0);
+        let keeper = json!({"metadata": {"name": "r", "namespace": "ns"},
+                            "spec": {"owner": {"projectName": "p"}, "type": {"name": "odd"}}});
+        put(&mut writers.resources, files::decode(keeper).unwrap());
+        let entry = || Unreadable {
+            uid: "u".into(),
+            resource_version: "1".into(),
+            reason: "nested too deep".into(),
+        };
+        assert_eq!(
+            effective_retain_policy(&view, "ns", &binding("plain", None)),
+            DELETE
+        );
+        view.unreadable
+            .record("ResourceType", object_key("ns", "odd"), entry());
+        view.unreadable
+            .record("Resource", object_key("ns", "deep"), entry());
+        view.unreadable
+            .record("ResourceRelease", object_key("ns", "rel"), entry());
+        for b in [
+            binding("r", None),
+            binding("deep", None),
+            binding("plain", Some("rel")),
+        ] {
+            assert_eq!(effective_retain_policy(&view, "ns", &b), RETAIN);
+        }
+        let mut own = binding("deep", None);
+        own.spec.retain_policy = Some(DELETE.into());
+        assert_eq!(effective_retain_policy(&view, "ns", &own), DELETE);
     }
 }
