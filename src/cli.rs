@@ -190,9 +190,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (view, stores) = cluster_view(args.state.as_deref(), &metrics).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut reconciler = None;
     if !args.no_reconcile && args.state.is_none() {
         let client = kube::Client::try_default().await.context("connecting to the cluster for the reconcile loop; use --no-reconcile to serve without it")?;
-        tokio::spawn(reconcile::run(client, metrics.clone()));
+        let run = reconcile::run(client, metrics.clone(), stopped.clone());
+        reconciler = Some(tokio::spawn(run));
     }
     let resolver = tls::Resolver::new(serving_key(&args)?);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
@@ -218,7 +221,6 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.admin_addr))?;
     tracing::info!(webhook = %webhook.local_addr()?, admin = %admin.local_addr()?, "serving");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let https = tokio::spawn(server::serve_tls(
         webhook,
         tls::server_config(resolver)?,
@@ -234,6 +236,9 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining connections");
     let _ = stop.send(true);
     let _ = tokio::join!(https, plain);
+    if let Some(reconciler) = reconciler {
+        let _ = reconciler.await;
+    }
     Ok(())
 }
 
@@ -344,13 +349,11 @@ fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
                 axum::routing::get(move || std::future::ready(shown.render(&[]))),
             );
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let plain = tokio::spawn(server::serve_plain(admin, routes, stopped));
-        tokio::select! {
-            () = reconcile::run(client, metrics) => {}
-            () = server::termination() => {}
-        }
+        let plain = tokio::spawn(server::serve_plain(admin, routes, stopped.clone()));
+        let reconciler = tokio::spawn(reconcile::run(client, metrics, stopped));
+        server::termination().await;
         let _ = stop.send(true);
-        let _ = plain.await;
+        let _ = tokio::join!(reconciler, plain);
         Ok(())
     })
 }

@@ -6,6 +6,7 @@
 
 mod deploy;
 mod kratix;
+mod kratix_loop;
 mod openchoreo;
 mod reconcile;
 
@@ -47,6 +48,7 @@ pub fn all() -> Vec<&'static Scenario> {
         deploy::SCENARIOS,
         openchoreo::SCENARIOS,
         kratix::SCENARIOS,
+        kratix_loop::SCENARIOS,
         reconcile::SCENARIOS,
     ];
     areas.into_iter().flatten().collect()
