@@ -68,12 +68,13 @@ pub struct PolicyArgs {
     /// What a reference to an object that does not exist yet means.
     #[arg(long, env = "BINDGUARD_REFERENCES", value_enum, default_value_t = References::Warn)]
     pub references: References,
-    /// An identity allowed to delete the latest PromiseRevision (repeatable).
+    /// An identity allowed to delete the latest PromiseRevision (repeatable; a trailing `*`
+    /// matches every user it prefixes). Default: bindguard's loop and Kratix's controllers.
     #[arg(
         long = "controller-user",
         env = "BINDGUARD_CONTROLLER_USERS",
         value_delimiter = ',',
-        default_value = "system:serviceaccount:bindguard-system:bindguard"
+        default_value = "system:serviceaccount:bindguard-system:bindguard,system:serviceaccount:kratix-platform-system:*"
     )]
     pub controller_users: Vec<String>,
 }
