@@ -1,11 +1,14 @@
 # Build: docker build -t bindguard:0.1.0 .
+# CI proves this build context without Docker: scripts/check-image-context.sh copies exactly what
+# the COPY lines below name into an empty folder and runs the same cargo build there.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 COPY tests ./tests
-RUN cargo build --release --locked --bin bindguard \
- && strip target/release/bindguard
+RUN cargo build --release --locked --bin bindguard
+RUN strip target/release/bindguard
 
 # glibc, CA roots and a non-root user (65532), nothing else.
 FROM gcr.io/distroless/cc-debian12:nonroot

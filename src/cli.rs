@@ -195,7 +195,7 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
     let mut reconciler = None;
     if !args.no_reconcile && args.state.is_none() {
         let client = kube::Client::try_default().await.context("connecting to the cluster for the reconcile loop; use --no-reconcile to serve without it")?;
-        let run = reconcile::run(client, metrics.clone(), stopped.clone());
+        let run = reconcile::run(client, metrics.clone(), view.clone(), stopped.clone());
         reconciler = Some(tokio::spawn(run));
     }
     let resolver = tls::Resolver::new(serving_key(&args)?);
@@ -351,7 +351,8 @@ fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
             );
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let plain = tokio::spawn(server::serve_plain(admin, routes, stopped.clone()));
-        let reconciler = tokio::spawn(reconcile::run(client, metrics, stopped));
+        let view = Arc::new(live::start(client.clone(), metrics.clone()));
+        let reconciler = tokio::spawn(reconcile::run(client, metrics, view, stopped));
         server::termination().await;
         let _ = stop.send(true);
         let _ = tokio::join!(reconciler, plain);

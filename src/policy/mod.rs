@@ -6,6 +6,7 @@
 pub mod patch;
 pub mod promise;
 pub mod promise_revision;
+pub mod referents;
 pub mod release_binding;
 pub mod resource_binding;
 
@@ -204,11 +205,48 @@ fn with_decoded<'a, T: DeserializeOwned>(
     review: &'a AdmissionRequest,
     judge: impl FnOnce(&Request<'a, T>) -> Decision,
 ) -> Decision {
+    if is_bookkeeping(review) {
+        return Decision::default();
+    }
     match Request::decode(review) {
         Ok(request) => judge(&request),
+        Err(_) if review.operation == Operation::Delete => Decision {
+            warnings: vec![format!(
+                "{} {:?} could not be read by bindguard; its deletion is not judged",
+                review.kind.kind,
+                review.object_name()
+            )],
+            ..Decision::default()
+        },
         Err(denial) => Decision {
             denial: Some(denial),
             ..Decision::default()
         },
     }
+}
+
+/// An UPDATE that changes nothing any rule reads: only metadata other than labels (finalizers,
+/// annotations, owner references) moved. It is never refused, whatever the stored object is:
+/// this is how legacy objects lose their finalizers and how Terminating objects go away.
+fn is_bookkeeping(review: &AdmissionRequest) -> bool {
+    if review.operation != Operation::Update {
+        return false;
+    }
+    let (Some(new), Some(old)) = (review.object.as_ref(), review.old_object.as_ref()) else {
+        return false;
+    };
+    let (Some(new), Some(old)) = (new.as_object(), old.as_object()) else {
+        return false;
+    };
+    let labels = |o: &serde_json::Map<String, serde_json::Value>| {
+        o.get("metadata")
+            .and_then(|m| m.get("labels"))
+            .cloned()
+            .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+    };
+    let keys_equal = new.len() == old.len()
+        && new
+            .iter()
+            .all(|(k, v)| k == "metadata" || old.get(k) == Some(v));
+    keys_equal && labels(new) == labels(old)
 }

@@ -1,20 +1,21 @@
 //! ResourceReleaseBinding (`openchoreo.dev/v1alpha1`): what a binding may be and become.
+//!
+//! An UPDATE is judged on what it changes: each rule looks only at the fields it reads, and
+//! passes when the update leaves them as they were. An object that was already invalid can
+//! still have its metadata, finalizers and status changed, and be deleted.
 
+use super::referents::{self, ConfigCheck, Declaring, RETAIN, json_type, pinned};
 use super::{Check, Context, Request, pass, patch, run_rules};
 use crate::admission::{Cause, Decision, Denial, DenyCode, Operation};
 use crate::crd::{
-    BindingOwner, ClusterResourceType, KIND_CLUSTER_RESOURCE_TYPE, LABEL_ENVIRONMENT,
-    LABEL_PROJECT, LABEL_RESOURCE, ResourceRelease, ResourceReleaseBinding, ResourceType,
-    ResourceTypeTemplate,
+    BindingOwner, LABEL_ENVIRONMENT, LABEL_PROJECT, LABEL_RESOURCE, OutputTemplate,
+    ResolvedResourceOutput, ResourceReleaseBinding,
 };
-use kube::api::ObjectMeta;
-use serde_json::{Value, json};
-use std::sync::Arc;
+use crate::naming;
+use crate::schema::Violation;
 
 type Rrb<'a> = Request<'a, ResourceReleaseBinding>;
 
-const RETAIN: &str = "Retain";
-const DELETE: &str = "Delete";
 const CONFIGS: &str = "spec.resourceTypeEnvironmentConfigs";
 
 /// The validating rules, in the order they are judged.
@@ -23,7 +24,7 @@ pub fn validate(request: &Rrb, ctx: &Context) -> Decision {
         return run_rules(
             request,
             ctx,
-            &[outputs_set_exactly_one_source, secret_outputs_stay_secret],
+            &[outputs_set_exactly_one_source, outputs_match_declared],
         );
     }
     if request.operation() == Operation::Delete {
@@ -45,20 +46,37 @@ pub fn validate(request: &Rrb, ctx: &Context) -> Decision {
     )
 }
 
-/// Sets the project, resource and environment labels from the spec.
+/// Sets the project, resource and environment labels from the spec, as valid label values.
 pub fn mutate(request: &Rrb, _ctx: &Context) -> Decision {
     let Some((binding, raw)) = request.to_mutate() else {
         return Decision::default();
     };
     let spec = &binding.spec;
     let wanted = [
-        (LABEL_PROJECT, spec.owner.project_name.as_str()),
-        (LABEL_RESOURCE, spec.owner.resource_name.as_str()),
-        (LABEL_ENVIRONMENT, spec.environment.as_str()),
+        (LABEL_PROJECT, naming::label_value(&spec.owner.project_name)),
+        (
+            LABEL_RESOURCE,
+            naming::label_value(&spec.owner.resource_name),
+        ),
+        (LABEL_ENVIRONMENT, naming::label_value(&spec.environment)),
     ];
+    let wanted: Vec<(&str, &str)> = wanted.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Decision {
         patch: patch::set_labels(raw, &wanted),
         ..Decision::default()
+    }
+}
+
+/// The object written when the part of it that `read` picks is new: always on CREATE, on UPDATE
+/// only when that part differs from the stored object.
+fn changed<'r, T: PartialEq>(
+    request: &'r Rrb,
+    read: impl Fn(&ResourceReleaseBinding) -> T,
+) -> Option<&'r ResourceReleaseBinding> {
+    let written = request.written()?;
+    match request.update() {
+        Some((new, old)) if read(new) == read(old) => None,
+        _ => Some(written),
     }
 }
 
@@ -120,38 +138,40 @@ pub fn environment_is_immutable(request: &Rrb, _ctx: &Context) -> Check {
 }
 
 /// Rule 3: owner and environment are named; `retainPolicy`, when set, is Delete or Retain.
+/// Each field is judged when it is written anew.
 pub fn required_fields_are_set(request: &Rrb, _ctx: &Context) -> Check {
-    let Some(binding) = request.written() else {
-        return pass();
-    };
-    let spec = &binding.spec;
-    let required = [
+    type Read = fn(&ResourceReleaseBinding) -> &str;
+    let required: [(&str, Read, &str); 3] = [
         (
             "spec.owner.projectName",
-            &spec.owner.project_name,
+            |b| &b.spec.owner.project_name,
             "the Project that owns the Resource",
         ),
         (
             "spec.owner.resourceName",
-            &spec.owner.resource_name,
+            |b| &b.spec.owner.resource_name,
             "the Resource to deploy",
         ),
         (
             "spec.environment",
-            &spec.environment,
+            |b| &b.spec.environment,
             "the Environment to deploy to",
         ),
     ];
-    for (field, value, meaning) in required {
-        if value.trim().is_empty() {
+    for (field, read, meaning) in required {
+        let written = changed(request, |b| read(b).to_owned());
+        if written.is_some_and(|b| read(b).trim().is_empty()) {
             return Err(Denial::invalid(
                 field,
                 format!("{}: {field} is empty; set it to {meaning}", who(request)),
             ));
         }
     }
-    match spec.retain_policy.as_deref() {
-        None | Some(DELETE | RETAIN) => pass(),
+    let Some(binding) = changed(request, |b| b.spec.retain_policy.clone()) else {
+        return pass();
+    };
+    match binding.spec.retain_policy.as_deref() {
+        None | Some(referents::DELETE | RETAIN) => pass(),
         Some(other) => Err(Denial::invalid(
             "spec.retainPolicy",
             format!(
@@ -185,19 +205,11 @@ pub fn environment_exists(request: &Rrb, ctx: &Context) -> Check {
     )
 }
 
-/// The object written, unless this is an UPDATE that leaves the spec as it was (finalizers,
-/// labels): such updates must never be blocked by references that have since moved.
-fn written_with_new_spec<'r>(request: &'r Rrb) -> Option<&'r ResourceReleaseBinding> {
-    match request.update() {
-        Some((new, old)) if new.spec == old.spec => None,
-        _ => request.written(),
-    }
-}
-
 /// Rule 5: the Resource belongs to the binding's project; a mismatch is refused whatever
-/// `--references` says, an absent Resource is a missing reference.
+/// `--references` says, an absent Resource is a missing reference. Judged when the owner is
+/// written (on CREATE: an owner change on UPDATE is refused by rule 1 first).
 pub fn resource_belongs_to_project(request: &Rrb, ctx: &Context) -> Check {
-    let Some(binding) = written_with_new_spec(request) else {
+    let Some(binding) = changed(request, |b| b.spec.owner.clone()) else {
         return pass();
     };
     let owner = &binding.spec.owner;
@@ -229,25 +241,12 @@ pub fn resource_belongs_to_project(request: &Rrb, ctx: &Context) -> Check {
     ))
 }
 
-/// The pinned release name, when set and not empty.
-fn pinned(binding: &ResourceReleaseBinding) -> Option<&str> {
-    binding
-        .spec
-        .resource_release
-        .as_deref()
-        .filter(|name| !name.is_empty())
-}
-
-/// Rule 6: a pinned ResourceRelease exists and belongs to the binding's owner.
+/// Rule 6: a pinned ResourceRelease exists and belongs to the binding's owner. Judged when the
+/// pin is written.
 pub fn release_belongs_to_owner(request: &Rrb, ctx: &Context) -> Check {
-    let Some(binding) = request.written() else {
+    let Some(binding) = changed(request, |b| pinned(b).map(str::to_owned)) else {
         return pass();
     };
-    if let Some((_, old)) = request.update()
-        && old.spec.resource_release == binding.spec.resource_release
-    {
-        return pass();
-    }
     let Some(name) = pinned(binding) else {
         return pass();
     };
@@ -280,113 +279,32 @@ pub fn release_belongs_to_owner(request: &Rrb, ctx: &Context) -> Check {
     ))
 }
 
-/// Where a binding's type comes from: the pinned release's snapshot, or the live type.
-enum Declaring {
-    Release(Arc<ResourceRelease>),
-    Type(Arc<ResourceType>),
-    ClusterType(Arc<ClusterResourceType>),
-}
-
-impl Declaring {
-    /// The pinned release when it is known, else the live type of the binding's Resource.
-    fn find(ctx: &Context, namespace: &str, binding: &ResourceReleaseBinding) -> Option<Self> {
-        if let Some(release) = pinned(binding).and_then(|n| ctx.view.resource_release(namespace, n))
-        {
-            return Some(Declaring::Release(release));
-        }
-        let resource = ctx
-            .view
-            .resource(namespace, &binding.spec.owner.resource_name)?;
-        let type_ref = &resource.spec.type_;
-        if type_ref.kind == KIND_CLUSTER_RESOURCE_TYPE {
-            let found = ctx.view.cluster_resource_type(&type_ref.name)?;
-            return Some(Declaring::ClusterType(found));
-        }
-        let found = ctx.view.resource_type(namespace, &type_ref.name)?;
-        Some(Declaring::Type(found))
-    }
-
-    fn template(&self) -> &ResourceTypeTemplate {
-        match self {
-            Declaring::Release(r) => &r.spec.resource_type.spec,
-            Declaring::Type(t) => &t.spec.template,
-            Declaring::ClusterType(t) => &t.spec.template,
-        }
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        match self {
-            Declaring::Release(r) => &r.metadata,
-            Declaring::Type(t) => &t.metadata,
-            Declaring::ClusterType(t) => &t.metadata,
-        }
-    }
-
-    /// `ResourceType "postgres"`, for messages.
-    fn describe(&self) -> String {
-        let kind = match self {
-            Declaring::Release(_) => "ResourceRelease",
-            Declaring::Type(_) => "ResourceType",
-            Declaring::ClusterType(_) => "ClusterResourceType",
-        };
-        format!(
-            "{kind} {:?}",
-            self.meta().name.as_deref().unwrap_or_default()
-        )
-    }
-
-    /// Which object, and which version of it: the schema cache key.
-    fn identity(&self) -> String {
-        let meta = self.meta();
-        format!(
-            "{}/{}/uid={}/rv={}/gen={}",
-            self.describe(),
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.uid.as_deref().unwrap_or_default(),
-            meta.resource_version.as_deref().unwrap_or_default(),
-            meta.generation.unwrap_or_default(),
-        )
-    }
-}
-
-/// Rule 7: `resourceTypeEnvironmentConfigs` is an object that fits the type's schema.
+/// Rule 7: `resourceTypeEnvironmentConfigs` is an object that fits the type's schema. Judged
+/// when the configs or the pinned release (which decides the schema) are written.
 pub fn environment_configs_match_schema(request: &Rrb, ctx: &Context) -> Check {
-    let Some(binding) = request.written() else {
+    let read = |b: &ResourceReleaseBinding| {
+        (
+            b.spec.resource_type_environment_configs.clone(),
+            pinned(b).map(str::to_owned),
+        )
+    };
+    let Some(binding) = changed(request, read) else {
         return pass();
     };
-    if let Some((_, old)) = request.update() {
-        let spec = (&binding.spec, &old.spec);
-        if spec.0.resource_type_environment_configs == spec.1.resource_type_environment_configs
-            && spec.0.resource_release == spec.1.resource_release
-        {
-            return pass();
-        }
-    }
-    let value = binding
-        .spec
-        .resource_type_environment_configs
-        .clone()
-        .unwrap_or_else(|| json!({}));
-    if !value.is_object() {
+    let configs = binding.spec.resource_type_environment_configs.as_ref();
+    if let Some(value) = configs.filter(|v| !v.is_object()) {
         return Err(Denial::invalid(
             CONFIGS,
             format!(
                 "{}: {CONFIGS} must be an object of settings, not {}; write it as a map, e.g. {{memory: 512Mi}}",
                 who(request),
-                json_type(&value)
+                json_type(value)
             ),
         ));
     }
-    let declaring = Declaring::find(ctx, request.namespace(), binding);
-    let Some((declaring, schema)) = declaring
-        .as_ref()
-        .and_then(|d| Some((d, d.template().environment_configs_schema()?)))
-    else {
-        return no_schema(request, &value);
-    };
-    let compiled = ctx.schemas.get_or_compile(&declaring.identity(), schema);
-    let compiled = compiled.as_ref().as_ref().map_err(|error| {
-        Denial::forbidden(
+    match referents::check_configs(ctx.view, ctx.schemas, request.namespace(), binding) {
+        ConfigCheck::NoSchema => no_schema(request, binding),
+        ConfigCheck::BrokenSchema(declaring, error) => Err(Denial::forbidden(
             CONFIGS,
             format!(
                 "{}: the environmentConfigs schema of {} is invalid ({error}), so {CONFIGS} \
@@ -395,12 +313,15 @@ pub fn environment_configs_match_schema(request: &Rrb, ctx: &Context) -> Check {
                 declaring.describe(),
                 declaring.describe(),
             ),
-        )
-    })?;
-    let violations = compiled.validate(&value);
-    if violations.is_empty() {
-        return pass();
+        )),
+        ConfigCheck::Checked(_, violations) if violations.is_empty() => pass(),
+        ConfigCheck::Checked(declaring, violations) => {
+            Err(configs_denial(request, &declaring, &violations))
+        }
     }
+}
+
+fn configs_denial(request: &Rrb, declaring: &Declaring, violations: &[Violation]) -> Denial {
     let causes: Vec<Cause> = violations
         .iter()
         .map(|v| Cause {
@@ -412,7 +333,7 @@ pub fn environment_configs_match_schema(request: &Rrb, ctx: &Context) -> Check {
         .iter()
         .map(|c| format!("{}: {}", c.field, c.message))
         .collect();
-    Err(Denial {
+    Denial {
         code: DenyCode::Invalid,
         message: format!(
             "{}: {CONFIGS} does not match the environmentConfigs schema of {}: {}; fix these values",
@@ -421,12 +342,16 @@ pub fn environment_configs_match_schema(request: &Rrb, ctx: &Context) -> Check {
             listed.join("; "),
         ),
         causes,
-    })
+    }
 }
 
 /// No schema to check against: nothing to say about empty configs, a warning otherwise.
-fn no_schema(request: &Rrb, value: &Value) -> Check {
-    if value.as_object().is_some_and(|m| m.is_empty()) {
+fn no_schema(request: &Rrb, binding: &ResourceReleaseBinding) -> Check {
+    let configs = binding.spec.resource_type_environment_configs.as_ref();
+    if configs
+        .and_then(|v| v.as_object())
+        .is_none_or(|m| m.is_empty())
+    {
         return pass();
     }
     Ok(vec![format!(
@@ -435,18 +360,8 @@ fn no_schema(request: &Rrb, value: &Value) -> Check {
     )])
 }
 
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Rule 8: one binding per (project, resource, environment) in a namespace.
+/// Rule 8: one binding per (project, resource, environment) in a namespace. A binding that is
+/// being deleted no longer occupies its target.
 pub fn one_binding_per_target(request: &Rrb, ctx: &Context) -> Check {
     let (Operation::Create, Some(binding)) = (request.operation(), request.object.as_ref()) else {
         return pass();
@@ -458,6 +373,7 @@ pub fn one_binding_per_target(request: &Rrb, ctx: &Context) -> Check {
         .into_iter()
         .find(|other| {
             other.metadata.name.as_deref() != Some(request.name())
+                && other.metadata.deletion_timestamp.is_none()
                 && other.spec.owner == spec.owner
                 && other.spec.environment == spec.environment
         });
@@ -478,21 +394,55 @@ pub fn one_binding_per_target(request: &Rrb, ctx: &Context) -> Check {
     ))
 }
 
+/// The outputs of a status write, when they are written anew.
+fn written_outputs<'r>(request: &'r Rrb) -> Option<&'r [ResolvedResourceOutput]> {
+    let outputs = |b: &ResourceReleaseBinding| {
+        b.status
+            .as_ref()
+            .map(|s| s.outputs.clone())
+            .unwrap_or_default()
+    };
+    let binding = changed(request, outputs)?;
+    Some(binding.status.as_ref().map_or(&[], |s| &s.outputs))
+}
+
+/// The source kinds an output may have.
+const SOURCES: [&str; 3] = ["value", "secretKeyRef", "configMapKeyRef"];
+
+/// Which of value / secretKeyRef / configMapKeyRef a published output sets.
+fn sources_of(output: &ResolvedResourceOutput) -> Vec<&'static str> {
+    let set = [
+        output.value.is_some(),
+        output.secret_key_ref.is_some(),
+        output.config_map_key_ref.is_some(),
+    ];
+    SOURCES
+        .iter()
+        .zip(set)
+        .filter_map(|(name, set)| set.then_some(*name))
+        .collect()
+}
+
+/// The source kind an output template declares.
+fn declared_source(template: &OutputTemplate) -> Option<&'static str> {
+    let set = [
+        template.value.is_some(),
+        template.secret_key_ref.is_some(),
+        template.config_map_key_ref.is_some(),
+    ];
+    SOURCES
+        .iter()
+        .zip(set)
+        .find_map(|(name, set)| set.then_some(*name))
+}
+
 /// Rule 9a: every `status.outputs` entry sets exactly one of its three sources.
 pub fn outputs_set_exactly_one_source(request: &Rrb, _ctx: &Context) -> Check {
-    let Some(binding) = request.written() else {
+    let Some(outputs) = written_outputs(request) else {
         return pass();
     };
-    let outputs = binding.status.iter().flat_map(|s| s.outputs.iter());
-    for (index, output) in outputs.enumerate() {
-        let set = [
-            output.value.is_some(),
-            output.secret_key_ref.is_some(),
-            output.config_map_key_ref.is_some(),
-        ]
-        .into_iter()
-        .filter(|set| *set)
-        .count();
+    for (index, output) in outputs.iter().enumerate() {
+        let set = sources_of(output).len();
         if set != 1 {
             return Err(Denial::invalid(
                 &format!("status.outputs[{index}]"),
@@ -508,61 +458,91 @@ pub fn outputs_set_exactly_one_source(request: &Rrb, _ctx: &Context) -> Check {
     pass()
 }
 
-/// Rule 9b: an output the type declares as a secretKeyRef is never published as a literal.
-pub fn secret_outputs_stay_secret(request: &Rrb, ctx: &Context) -> Check {
+/// Rule 9b: each output corresponds to one the type declares, with the declared source kind.
+/// A secret published as a literal is a 403: sensitive material never appears in status.
+pub fn outputs_match_declared(request: &Rrb, ctx: &Context) -> Check {
+    let Some(outputs) = written_outputs(request) else {
+        return pass();
+    };
     let Some(binding) = request.written() else {
         return pass();
     };
-    let Some(status) = binding.status.as_ref() else {
+    let Some(declaring) = Declaring::find(ctx.view, request.namespace(), binding) else {
         return pass();
     };
-    let Some(declaring) = Declaring::find(ctx, request.namespace(), binding) else {
-        return pass();
-    };
-    for (index, output) in status.outputs.iter().enumerate() {
-        let declared_secret = declaring
-            .template()
-            .output(&output.name)
-            .is_some_and(|o| o.secret_key_ref.is_some());
-        if declared_secret && output.value.is_some() {
-            return Err(Denial::forbidden(
-                &format!("status.outputs[{index}]"),
-                format!(
-                    "{}: status.outputs[{index}] ({:?}) is a literal value, but {} declares it a \
-                     secretKeyRef output: sensitive material never appears in status.outputs; \
-                     publish a secretKeyRef instead",
-                    who(request),
-                    output.name,
-                    declaring.describe(),
-                ),
-            ));
-        }
+    for (index, output) in outputs.iter().enumerate() {
+        check_output(request, &declaring, index, output)?;
     }
     pass()
 }
 
-/// The retain policy that applies: the binding's, else the pinned snapshot's type's, else Delete.
-fn effective_retain_policy(
-    ctx: &Context,
-    namespace: &str,
-    binding: &ResourceReleaseBinding,
-) -> String {
-    if let Some(policy) = binding.spec.retain_policy.as_ref() {
-        return policy.clone();
+fn check_output(
+    request: &Rrb,
+    declaring: &Declaring,
+    index: usize,
+    output: &ResolvedResourceOutput,
+) -> Check {
+    let field = format!("status.outputs[{index}]");
+    let name = &output.name;
+    let Some(template) = declaring.template().output(name) else {
+        let declared: Vec<String> = declaring
+            .template()
+            .outputs
+            .iter()
+            .map(|o| format!("{:?}", o.name))
+            .collect();
+        let declared = match declared.is_empty() {
+            true => "none".to_string(),
+            false => declared.join(", "),
+        };
+        return Err(Denial::invalid(
+            &field,
+            format!(
+                "{}: {field} ({name:?}) is not an output {} declares (declared: {declared}); \
+                 publish only declared outputs",
+                who(request),
+                declaring.describe(),
+            ),
+        ));
+    };
+    let sources = sources_of(output);
+    let (Some(wanted), [published]) = (declared_source(template), sources.as_slice()) else {
+        return pass();
+    };
+    if wanted == *published {
+        return pass();
     }
-    pinned(binding)
-        .and_then(|name| ctx.view.resource_release(namespace, name))
-        .and_then(|release| release.spec.resource_type.spec.retain_policy.clone())
-        .unwrap_or_else(|| DELETE.to_string())
+    if wanted == "secretKeyRef" && *published == "value" {
+        return Err(Denial::forbidden(
+            &field,
+            format!(
+                "{}: {field} ({name:?}) is a literal value, but {} declares it a \
+                 secretKeyRef output: sensitive material never appears in status.outputs; \
+                 publish a secretKeyRef instead",
+                who(request),
+                declaring.describe(),
+            ),
+        ));
+    }
+    Err(Denial::invalid(
+        &field,
+        format!(
+            "{}: {field} ({name:?}) is published as a {published}, but {} declares it a \
+             {wanted} output; publish it as {wanted}",
+            who(request),
+            declaring.describe(),
+        ),
+    ))
 }
 
-/// Rule 10: deleting a Retain binding is allowed, with a warning that it will be held.
+/// Rule 10: deleting a binding whose effective policy is Retain is allowed, with a warning that
+/// it will be held. The policy is the one the loop applies.
 pub fn retain_delete_warns(request: &Rrb, ctx: &Context) -> Check {
     let (Operation::Delete, Some(binding)) = (request.operation(), request.old_object.as_ref())
     else {
         return pass();
     };
-    if effective_retain_policy(ctx, request.namespace(), binding) != RETAIN {
+    if referents::effective_retain_policy(ctx.view, request.namespace(), binding) != RETAIN {
         return pass();
     }
     Ok(vec![format!(
@@ -579,6 +559,7 @@ mod tests {
     use crate::cluster::{Stores, Writers, put};
     use crate::policy::{References, Settings};
     use crate::schema::SchemaCache;
+    use serde_json::{Value, json};
 
     /// The doclet world: two projects, two environments, a postgres type (and a cluster-wide
     /// one, and a broken one), Resources of each, a release of doclet-postgres, one binding.
@@ -622,6 +603,19 @@ spec:
 kind: ResourceType
 metadata: {name: schemaless, namespace: ns, uid: t3, resourceVersion: "1"}
 spec: {}
+---
+kind: ResourceType
+metadata: {name: keeper, namespace: ns, uid: t4, resourceVersion: "1"}
+spec:
+  retainPolicy: Retain
+  outputs:
+    - {name: endpoint, value: "e"}
+    - name: settings
+      configMapKeyRef: {name: c, key: k}
+---
+kind: Resource
+metadata: {name: kept, namespace: ns}
+spec: {owner: {projectName: doclet}, type: {kind: ResourceType, name: keeper}}
 ---
 kind: ClusterResourceType
 metadata: {name: bucket, uid: c1, resourceVersion: "1"}
@@ -867,12 +861,13 @@ spec:
             judge_with(&r, References::Strict).denial.unwrap().code,
             DenyCode::Forbidden
         );
-        // A proven conflict on UPDATE too (the Resource changed hands after the binding).
+        // An UPDATE is judged on what it changes: the Resource changed hands after the
+        // binding was made, and the binding's retainPolicy may still be set.
         let d = update(
             json!({"owner": {"projectName": "doclet", "resourceName": "billing-db"}}),
             json!({"owner": {"projectName": "doclet", "resourceName": "billing-db"}, "retainPolicy": "Retain"}),
         );
-        assert_eq!(d.denial.unwrap().code, DenyCode::Forbidden);
+        assert_clean(&d);
         let absent = create(json!({"owner": {"projectName": "doclet", "resourceName": "ghost"}}));
         assert!(absent.allowed());
         assert_eq!(
@@ -1066,10 +1061,12 @@ spec:
             "status.outputs[1]",
             "ResourceType \"postgres\" declares it a secretKeyRef",
         );
+        // The release's snapshot declares only the password.
+        let leak = json!([{"name": "password", "value": "hunter2"}]);
         assert_denied(
             &status_update(leak, json!({"resourceRelease": "pg-r1"})),
             DenyCode::Forbidden,
-            "status.outputs[1]",
+            "status.outputs[0]",
             "ResourceRelease \"pg-r1\"",
         );
         // Spec rules are skipped: a status update of a binding whose Environment is gone is fine.
@@ -1090,9 +1087,15 @@ spec:
         assert_clean(&delete(
             json!({"retainPolicy": "Delete", "resourceRelease": "pg-r1"}),
         ));
+        let kept = json!({"owner": {"projectName": "doclet", "resourceName": "kept"}});
+        let mut kept_delete = kept.clone();
+        kept_delete["retainPolicy"] = json!("Delete");
+        assert_clean(&delete(kept_delete));
         for spec in [
             json!({"retainPolicy": "Retain"}),
             json!({"resourceRelease": "pg-r1"}),
+            // Unpinned: the live type's policy applies, as it does for the loop.
+            kept,
         ] {
             let d = delete(spec);
             assert!(d.allowed());
@@ -1147,5 +1150,166 @@ spec:
                 .patch
                 .is_empty()
         );
+    }
+    /// `binding("b", spec)` marked as being deleted, with our finalizer.
+    fn terminating(spec: Value) -> Value {
+        let mut b = binding("b", spec);
+        b["metadata"]["deletionTimestamp"] = json!("2026-11-23T10:00:00Z");
+        b["metadata"]["finalizers"] = json!(["openchoreo.dev/resourcereleasebinding-cleanup"]);
+        b
+    }
+
+    fn decide_with(review: &AdmissionRequest, references: References) -> Decision {
+        let stores = world();
+        let settings = Settings {
+            references,
+            ..Settings::default()
+        };
+        let schemas = SchemaCache::new();
+        let ctx = Context {
+            view: &stores,
+            settings: &settings,
+            schemas: &schemas,
+        };
+        crate::policy::decide(crate::policy::Phase::Validate, review, &ctx)
+    }
+
+    #[test]
+    fn an_update_is_judged_on_what_it_changes() {
+        // Legacy: created while the webhook was down, with a blank resource name and a
+        // Resource of another project.
+        let legacy =
+            json!({"owner": {"projectName": "doclet", "resourceName": ""}, "environment": "gone"});
+        let old = terminating(legacy.clone());
+        let mut released = old.clone();
+        released["metadata"]["finalizers"] = json!([]);
+        for references in [References::Warn, References::Strict] {
+            let r = review("UPDATE", released.clone(), old.clone(), None);
+            assert_clean(&decide_with(&r, references));
+        }
+        // Labels, annotations and owner references on a legacy object.
+        let stolen = json!({"owner": {"projectName": "doclet", "resourceName": "billing-db"}});
+        let mut labelled = binding("b", stolen.clone());
+        labelled["metadata"]["labels"] = json!({"team": "a"});
+        labelled["metadata"]["annotations"] = json!({"note": "x"});
+        let r = review("UPDATE", labelled, binding("b", stolen.clone()), None);
+        assert_clean(&decide_with(&r, References::Strict));
+        // Status of a legacy object.
+        let mut status = binding("b", stolen.clone());
+        status["status"] = json!({"conditions": [{"type": "Ready", "status": "False", "reason": "x", "message": ""}]});
+        let r = review("UPDATE", status, binding("b", stolen), Some("status"));
+        assert_clean(&decide_with(&r, References::Strict));
+        // A DELETE of an object that cannot even be read is not refused.
+        let mut unreadable = binding("b", json!({}));
+        unreadable["spec"]["owner"] = json!("doclet/pg");
+        let r = review("DELETE", Value::Null, unreadable, None);
+        assert!(decide_with(&r, References::Strict).allowed());
+        // What the update does change is still judged: an empty name written anew.
+        let d = update(json!({}), json!({"retainPolicy": "Sometimes"}));
+        assert!(!d.allowed());
+    }
+
+    #[test]
+    fn the_retain_flip_always_works() {
+        // Resource, Environment and release gone, under strict; and a Resource now of
+        // another project.
+        let gone = json!({"owner": {"projectName": "doclet", "resourceName": "ghost"},
+                          "environment": "staging", "resourceRelease": "ghost-r1", "retainPolicy": "Retain"});
+        let moved = json!({"owner": {"projectName": "doclet", "resourceName": "billing-db"}, "retainPolicy": "Retain"});
+        for spec in [gone, moved] {
+            let mut flipped = spec.clone();
+            flipped["retainPolicy"] = json!("Delete");
+            let r = review("UPDATE", terminating(flipped), terminating(spec), None);
+            assert_clean(&decide_with(&r, References::Strict));
+        }
+    }
+
+    #[test]
+    fn a_terminating_binding_no_longer_occupies_its_target() {
+        let stores = world();
+        // pg-development exists and is live: a second binding is refused (rule8 test); when it
+        // is being deleted, a new one is allowed.
+        let mut dying = binding("pg-development", json!({"environment": "development"}));
+        dying["metadata"]["deletionTimestamp"] = json!("2026-11-23T10:00:00Z");
+        let (mut writers, view) = Writers::new(0);
+        for e in stores.environments.state() {
+            put(&mut writers.environments, (*e).clone());
+        }
+        for r in stores.resources.state() {
+            put(&mut writers.resources, (*r).clone());
+        }
+        put(&mut writers.release_bindings, decode(dying).unwrap());
+        let settings = Settings::default();
+        let schemas = SchemaCache::new();
+        let ctx = Context {
+            view: &view,
+            settings: &settings,
+            schemas: &schemas,
+        };
+        let r = review(
+            "CREATE",
+            binding("pg-development-2", json!({"environment": "development"})),
+            Value::Null,
+            None,
+        );
+        assert_clean(&validate(&Request::decode(&r).unwrap(), &ctx));
+    }
+
+    #[test]
+    fn outputs_match_what_the_type_declares() {
+        let kept = json!({"owner": {"projectName": "doclet", "resourceName": "kept"}});
+        let good = json!([{"name": "endpoint", "value": "e"}, {"name": "settings", "configMapKeyRef": {"name": "c", "key": "k"}}]);
+        assert_clean(&status_update(good, kept.clone()));
+        let undeclared = json!([{"name": "password", "value": "p"}]);
+        assert_denied(
+            &status_update(undeclared, kept.clone()),
+            DenyCode::Invalid,
+            "status.outputs[0]",
+            "is not an output ResourceType \"keeper\" declares (declared: \"endpoint\", \"settings\")",
+        );
+        let wrong_kind = json!([{"name": "settings", "value": "inline"}]);
+        assert_denied(
+            &status_update(wrong_kind, kept.clone()),
+            DenyCode::Invalid,
+            "status.outputs[0]",
+            "is published as a value, but ResourceType \"keeper\" declares it a configMapKeyRef output",
+        );
+        let as_secret = json!([{"name": "endpoint", "secretKeyRef": {"name": "s", "key": "k"}}]);
+        assert_denied(
+            &status_update(as_secret, kept),
+            DenyCode::Invalid,
+            "status.outputs[0]",
+            "declares it a value output",
+        );
+    }
+
+    #[test]
+    fn long_names_become_valid_label_values() {
+        let stores = world();
+        let settings = Settings::default();
+        let schemas = SchemaCache::new();
+        let ctx = Context {
+            view: &stores,
+            settings: &settings,
+            schemas: &schemas,
+        };
+        let long = "r".repeat(80);
+        let r = review(
+            "CREATE",
+            binding(
+                "b",
+                json!({"owner": {"projectName": "doclet", "resourceName": long}}),
+            ),
+            Value::Null,
+            None,
+        );
+        let d = mutate(&Request::decode(&r).unwrap(), &ctx);
+        let mut object = r.object.clone().unwrap();
+        json_patch::patch(&mut object, &d.patch).unwrap();
+        let label = object["metadata"]["labels"][LABEL_RESOURCE]
+            .as_str()
+            .unwrap();
+        assert_eq!(label, crate::naming::label_value(&long));
+        assert!(label.len() <= 63, "{label}");
     }
 }

@@ -10,18 +10,7 @@ pub const FINALIZING: &str = "Finalizing";
 pub const VERSION_RESOLVED: &str = "VersionResolved";
 pub const RETAIN_HOLD_MESSAGE: &str = "retainPolicy=Retain; finalizer held until cleared manually";
 
-/// What the loop found about a binding's referents. `None` means "does not exist".
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Facts {
-    /// The pinned release's owner `(project, resource)`, when one is pinned and found.
-    pub release_owner: Option<(String, String)>,
-    pub environment: bool,
-    /// The owning project of the binding's Resource, when it exists.
-    pub resource_project: Option<String>,
-    pub project: bool,
-    /// environmentConfigs violations against the effective schema, already formatted.
-    pub config_violations: Vec<String>,
-}
+pub use crate::policy::referents::Facts;
 
 /// The binding fields the conditions read.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -183,25 +172,6 @@ pub fn merge(old: &[Condition], new: Vec<Condition>, now: &str) -> Vec<Condition
 /// Whether two condition lists say the same thing (order-insensitive).
 pub fn same(a: &[Condition], b: &[Condition]) -> bool {
     a.len() == b.len() && a.iter().all(|c| b.contains(c))
-}
-
-/// The effective retain policy: the binding's, else the pinned release snapshot's, else the live
-/// type's, else `Delete`. Each layer is `Err` when it could not be looked up, and an error never
-/// falls through to `Delete`.
-pub fn effective_retain<E>(
-    binding: Option<&str>,
-    release: impl FnOnce() -> Result<Option<String>, E>,
-    live_type: impl FnOnce() -> Result<Option<String>, E>,
-) -> Result<String, E> {
-    if let Some(p) = binding.filter(|p| !p.is_empty()) {
-        return Ok(p.to_string());
-    }
-    if let Some(p) = release()?.filter(|p| !p.is_empty()) {
-        return Ok(p);
-    }
-    Ok(live_type()?
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "Delete".to_string()))
 }
 
 /// The VersionResolved condition for a ResourceBinding: `Ok(version)` resolved, or the
@@ -401,32 +371,6 @@ mod tests {
         assert_eq!(resources, Some(Some("t1".into())));
         let kept = merge(&[finalizing("Finalizing", None)], vec![], "t");
         assert_eq!(kept.len(), 1);
-    }
-
-    #[test]
-    fn retain_decision_layers_and_never_defaults_on_error() {
-        fn ok(v: Option<&'static str>) -> impl FnOnce() -> Result<Option<String>, ()> {
-            move || Ok(v.map(str::to_string))
-        }
-        assert_eq!(
-            effective_retain(Some("Retain"), ok(Some("Delete")), ok(None)),
-            Ok("Retain".into())
-        );
-        assert_eq!(
-            effective_retain(None, ok(Some("Retain")), ok(Some("Delete"))),
-            Ok("Retain".into())
-        );
-        assert_eq!(
-            effective_retain(None, ok(None), ok(Some("Retain"))),
-            Ok("Retain".into())
-        );
-        assert_eq!(
-            effective_retain(None, ok(None), ok(None)),
-            Ok("Delete".into())
-        );
-        assert_eq!(effective_retain(None, || Err(()), ok(None)), Err(()));
-        assert_eq!(effective_retain(None, ok(None), || Err(())), Err(()));
-        assert_eq!(finalizing("RetainHold", None).message, RETAIN_HOLD_MESSAGE);
     }
 
     #[test]

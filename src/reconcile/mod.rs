@@ -8,7 +8,9 @@ pub mod openchoreo;
 pub mod promote;
 pub mod requests;
 
+use crate::cluster::ClusterView;
 use crate::metrics::Metrics;
+use crate::schema::SchemaCache;
 use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -22,6 +24,9 @@ pub struct Ctx {
     pub client: Client,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// The same cluster view admission reads: facts come from here, not from API reads.
+    pub view: Arc<dyn ClusterView>,
+    pub schemas: SchemaCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +115,12 @@ pub fn finished(
 /// while renewing. Losing the Lease (or not renewing it within the renew deadline) stops every
 /// controller the term started before following again. On shutdown the controllers are
 /// stopped and the Lease released, so another replica takes over at once.
-pub async fn run(client: Client, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    view: Arc<dyn ClusterView>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut elector = leader::Elector::new(client.clone());
     let reporter = Reporter {
         controller: "bindguard".into(),
@@ -120,6 +130,8 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, mut shutdown: watch::Rec
         recorder: Recorder::new(client.clone(), reporter),
         client,
         metrics,
+        view,
+        schemas: SchemaCache::new(),
     });
     loop {
         let won = tokio::select! {

@@ -2,19 +2,17 @@
 //! recomputed whenever a referent changes, RetainHold on deletion, and bindings deleted with
 //! their Resource.
 
-use super::conditions::{
-    self, BindingView, Facts, binding_conditions, effective_retain, finalizing, merge, same,
-};
+use super::conditions::{self, BindingView, binding_conditions, finalizing, merge, same};
 use super::{Ctx, Error, on_error};
 use crate::crd::*;
-use crate::schema::EnvConfigSchema;
+use crate::policy::referents::{self, RETAIN};
 use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,7 +79,13 @@ fn affected<K: kube::Resource>(
         .collect()
 }
 
+/// How soon to look again when the view has not caught up with the cluster yet.
+const VIEW_NOT_SYNCED: Duration = Duration::from_secs(2);
+
 async fn reconcile(binding: Arc<Rrb>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    if !ctx.view.is_synced() {
+        return Ok(Action::requeue(VIEW_NOT_SYNCED));
+    }
     let ns = binding.namespace().unwrap_or_default();
     let api: Api<Rrb> = Api::namespaced(ctx.client.clone(), &ns);
     let ours = binding.finalizers().iter().any(|f| f == RRB_FINALIZER);
@@ -92,10 +96,14 @@ async fn reconcile(binding: Arc<Rrb>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             if !ours {
                 set_finalizer(&api, &binding, true).await?;
             }
-            let facts = gather(&binding, &ns, &ctx).await?;
+            let facts = referents::facts(ctx.view.as_ref(), &ctx.schemas, &ns, &binding);
             let wanted = binding_conditions(&view(&binding), &facts);
+            let synced = wanted
+                .iter()
+                .any(|c| c.type_ == conditions::SYNCED && c.status == "True");
             write_conditions(&api, &binding, wanted).await?;
-            Action::requeue(Duration::from_secs(300))
+            // A referent that is missing may be on its way: look again soon.
+            Action::requeue(Duration::from_secs(if synced { 300 } else { 5 }))
         }
     };
     ctx.metrics.reconcile("ResourceReleaseBinding", "ok");
@@ -172,27 +180,8 @@ async fn finalize(b: &Rrb, api: &Api<Rrb>, ctx: &Ctx) -> Result<Action, Error> {
         write_conditions(api, b, vec![finalizing("Finalizing", g)]).await?;
     }
     let ns = b.namespace().unwrap_or_default();
-    let policy = if b
-        .spec
-        .retain_policy
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        effective_retain(
-            b.spec.retain_policy.as_deref(),
-            || Ok::<_, Error>(None),
-            || Ok(None),
-        )?
-    } else {
-        let from_release = release(ctx, &ns, b)
-            .await
-            .map(|r| r.and_then(|r| r.spec.resource_type.spec.retain_policy));
-        let from_type = live_type(ctx, &ns, b)
-            .await
-            .map(|t| t.and_then(|t| t.retain_policy));
-        effective_retain(None, || from_release, || from_type)?
-    };
-    if policy == "Retain" {
+    let policy = referents::effective_retain_policy(ctx.view.as_ref(), &ns, b);
+    if policy == RETAIN {
         if write_conditions(api, b, vec![finalizing("RetainHold", g)]).await? {
             ctx.event(
                 b,
@@ -213,101 +202,6 @@ async fn finalize(b: &Rrb, api: &Api<Rrb>, ctx: &Ctx) -> Result<Action, Error> {
     )
     .await;
     Ok(Action::await_change())
-}
-
-async fn release(ctx: &Ctx, ns: &str, b: &Rrb) -> Result<Option<ResourceRelease>, Error> {
-    match b.spec.resource_release.as_deref().filter(|r| !r.is_empty()) {
-        Some(name) => Ok(Api::<ResourceRelease>::namespaced(ctx.client.clone(), ns)
-            .get_opt(name)
-            .await?),
-        None => Ok(None),
-    }
-}
-
-async fn live_type(ctx: &Ctx, ns: &str, b: &Rrb) -> Result<Option<ResourceTypeTemplate>, Error> {
-    let resource = Api::<Resource>::namespaced(ctx.client.clone(), ns)
-        .get_opt(&b.spec.owner.resource_name)
-        .await?;
-    let Some(resource) = resource else {
-        return Ok(None);
-    };
-    let t = &resource.spec.type_;
-    Ok(if t.kind == KIND_CLUSTER_RESOURCE_TYPE {
-        Api::<ClusterResourceType>::all(ctx.client.clone())
-            .get_opt(&t.name)
-            .await?
-            .map(|t| t.spec.template)
-    } else {
-        Api::<ResourceType>::namespaced(ctx.client.clone(), ns)
-            .get_opt(&t.name)
-            .await?
-            .map(|t| t.spec.template)
-    })
-}
-
-async fn gather(b: &Rrb, ns: &str, ctx: &Ctx) -> Result<Facts, Error> {
-    let c = &ctx.client;
-    let release = release(ctx, ns, b).await?;
-    let environment = Api::<Environment>::namespaced(c.clone(), ns)
-        .get_opt(&b.spec.environment)
-        .await?
-        .is_some();
-    let resource = Api::<Resource>::namespaced(c.clone(), ns)
-        .get_opt(&b.spec.owner.resource_name)
-        .await?;
-    let project = Api::<Project>::namespaced(c.clone(), ns)
-        .get_opt(&b.spec.owner.project_name)
-        .await?
-        .is_some();
-    let schema = match release.as_ref() {
-        Some(r) => r
-            .spec
-            .resource_type
-            .spec
-            .environment_configs_schema()
-            .cloned(),
-        None => live_type(ctx, ns, b)
-            .await?
-            .and_then(|t| t.environment_configs_schema().cloned()),
-    };
-    Ok(Facts {
-        release_owner: release.map(|r| (r.spec.owner.project_name, r.spec.owner.resource_name)),
-        environment,
-        resource_project: resource.map(|r| r.spec.owner.project_name),
-        project,
-        config_violations: config_violations(
-            schema.as_ref(),
-            b.spec.resource_type_environment_configs.as_ref(),
-        ),
-    })
-}
-
-/// environmentConfigs checked against `schema` (defaults applied first), as one line each.
-pub fn config_violations(schema: Option<&Value>, configs: Option<&Value>) -> Vec<String> {
-    let Some(schema) = schema else {
-        return Vec::new();
-    };
-    let compiled = match EnvConfigSchema::compile(schema) {
-        Ok(s) => s,
-        Err(e) => {
-            return vec![format!(
-                "the environmentConfigs schema does not compile: {}",
-                e.0
-            )];
-        }
-    };
-    let empty = json!({});
-    compiled
-        .validate(configs.unwrap_or(&empty))
-        .iter()
-        .map(|v| {
-            format!(
-                "{}: {}",
-                v.field("spec.resourceTypeEnvironmentConfigs"),
-                v.message
-            )
-        })
-        .collect()
 }
 
 /// Deletes the bindings of every Resource that goes. Retain bindings then show RetainHold.
@@ -344,22 +238,4 @@ async fn delete_bindings_of(resource: &Resource, ctx: &Ctx) -> Result<(), Error>
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn configs_are_checked_with_defaults() {
-        let schema = json!({"type": "object", "properties": {"memory": {"type": "string", "default": "256Mi"}}, "required": ["memory"]});
-        assert!(config_violations(Some(&schema), None).is_empty());
-        let bad = config_violations(Some(&schema), Some(&json!({"memory": 5})));
-        assert_eq!(bad.len(), 1);
-        assert!(
-            bad[0].starts_with("spec.resourceTypeEnvironmentConfigs.memory"),
-            "{bad:?}"
-        );
-        assert!(config_violations(None, Some(&json!({"x": 1}))).is_empty());
-    }
 }

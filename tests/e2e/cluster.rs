@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
@@ -33,7 +33,10 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cluster {
     pub kubectl: Kubectl,
     /// Fields drop in order: bindguard, then the API server, then etcd, then the directory.
-    bindguard: Proc,
+    /// In a cell so that a scenario can restart it.
+    bindguard: RefCell<Proc>,
+    /// How bindguard was started, so that it can be started again (and replicas beside it).
+    launch: Launch,
     apiserver: Proc,
     etcd: Proc,
     admin_addr: SocketAddr,
@@ -54,12 +57,14 @@ impl Cluster {
             start_apiserver(&tools, &dir, &ports, &pki)
         })?;
         step("install CRDs", || install_crds(&kubectl))?;
-        let (bindguard, admin_addr, webhook_config) = step("start bindguard", || {
+        let (bindguard, launch, webhook_config) = step("start bindguard", || {
             start_bindguard(&dir, &ports, &kubectl)
         })?;
+        let admin_addr = launch.admin;
         let cluster = Cluster {
             kubectl,
-            bindguard,
+            bindguard: RefCell::new(bindguard),
+            launch,
             apiserver,
             etcd,
             admin_addr,
@@ -76,7 +81,7 @@ impl Cluster {
             .run_with_stdin(&["apply", "-f", "-"], Some(&self.webhook_config))
             .into_result()?;
         self.wait_webhook(true)
-            .with_context(|| format!("bindguard log:\n{}", self.bindguard.log_tail(40)))
+            .with_context(|| format!("bindguard log:\n{}", self.bindguard.borrow().log_tail(40)))
     }
 
     /// Deletes bindguard's webhook configurations and waits until the API server stops calling them.
@@ -105,7 +110,8 @@ impl Cluster {
 
     /// The last `lines` lines of the bindguard, kube-apiserver and etcd logs.
     pub fn log_tails(&self, lines: usize) -> String {
-        [&self.bindguard, &self.apiserver, &self.etcd]
+        let bindguard = self.bindguard.borrow();
+        [&*bindguard, &self.apiserver, &self.etcd]
             .iter()
             .map(|p| {
                 format!(
@@ -120,6 +126,52 @@ impl Cluster {
     /// Where the logs and certificates live.
     pub fn dir(&self) -> &Path {
         &self.dir.0
+    }
+
+    /// The whole log of the main bindguard process (all its runs, appended).
+    #[allow(dead_code)] // not every run of the suite selects the scenarios that read it
+    pub fn bindguard_log(&self) -> String {
+        self.bindguard.borrow().log()
+    }
+
+    /// Stops the main bindguard (SIGTERM, then SIGKILL after 5 s), starts it again with the
+    /// default arguments and waits until its `/readyz` answers 200. Its log is appended to.
+    pub fn restart_bindguard(&self) -> Result<()> {
+        self.restart_bindguard_with(&[])
+    }
+
+    /// [`Cluster::restart_bindguard`] with `extra` arguments for this run only (the next
+    /// restart goes back to the defaults).
+    pub fn restart_bindguard_with(&self, extra: &[&str]) -> Result<()> {
+        let mut slot = self.bindguard.borrow_mut();
+        slot.stop();
+        *slot = self
+            .launch
+            .spawn("bindguard", MAIN_IDENTITY, extra, &self.dir)?;
+        slot.wait_ready("bindguard admin /readyz", || {
+            probe_http(self.launch.admin, "/readyz")
+        })
+    }
+
+    /// Starts another bindguard replica beside the main one: its own ports, the lease identity
+    /// `identity`, the same certificates and kubeconfig, plus `extra` arguments. Returns once its
+    /// `/healthz` answers (a follower is ready too: readiness does not depend on the lease).
+    #[allow(dead_code)]
+    pub fn start_replica(&self, identity: &str, extra: &[&str]) -> Result<Replica> {
+        let webhook = free_port()?;
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut launch = self.launch.clone();
+        launch.addr = SocketAddr::from(([127, 0, 0, 1], webhook));
+        launch.admin = admin;
+        let proc = launch.spawn("replica", identity, extra, &self.dir)?;
+        proc.wait_ready("replica admin /healthz", || probe_http(admin, "/healthz"))?;
+        Ok(Replica { proc, admin })
+    }
+
+    /// The identity of the main bindguard process in the reconcile Lease.
+    #[allow(dead_code)]
+    pub fn main_identity(&self) -> &'static str {
+        MAIN_IDENTITY
     }
 
     /// Admission requests bindguard has answered for `kind` and `operation` (every verdict, both
@@ -151,7 +203,7 @@ impl Cluster {
             "webhooks to stop being called"
         };
         wait::until(what, STEP_TIMEOUT, || {
-            self.bindguard.check_alive()?;
+            self.bindguard.borrow().check_alive()?;
             let before = self.admission_count("ResourceReleaseBinding", "CREATE")?;
             let args = [
                 "create",
@@ -351,11 +403,10 @@ fn start_bindguard(
     dir: &Workdir,
     ports: &Ports,
     kubectl: &Kubectl,
-) -> Result<(Proc, SocketAddr, String)> {
+) -> Result<(Proc, Launch, String)> {
     kubectl
         .run(&["create", "namespace", SYSTEM_NAMESPACE])
         .into_result()?;
-    let bin = Path::new(BINDGUARD);
     let certs = dir.join("webhook-pki");
     let certs_arg = certs.display().to_string();
     let args = [
@@ -368,25 +419,96 @@ fn start_bindguard(
         "localhost",
     ];
     run_bindguard(&args)?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], ports.webhook));
-    let admin = SocketAddr::from(([127, 0, 0, 1], ports.admin));
-    let serve = [
-        "serve".to_owned(),
-        format!("--addr={addr}"),
-        format!("--admin-addr={admin}"),
-        format!("--tls-cert={}", certs.join("tls.crt").display()),
-        format!("--tls-key={}", certs.join("tls.key").display()),
-    ];
-    let env = [
-        ("KUBECONFIG", kubectl.kubeconfig().as_os_str()),
-        ("NO_COLOR", OsStr::new("1")),
-    ];
-    let bindguard = Proc::spawn("bindguard", bin, &serve, &env, dir)?;
-    bindguard.wait_ready("bindguard admin /readyz", || probe_http(admin, "/readyz"))?;
+    let launch = Launch {
+        addr: SocketAddr::from(([127, 0, 0, 1], ports.webhook)),
+        admin: SocketAddr::from(([127, 0, 0, 1], ports.admin)),
+        certs: certs.clone(),
+        kubeconfig: kubectl.kubeconfig().to_path_buf(),
+    };
+    let bindguard = launch.spawn("bindguard", MAIN_IDENTITY, &[], dir)?;
+    bindguard.wait_ready("bindguard admin /readyz", || {
+        probe_http(launch.admin, "/readyz")
+    })?;
     let ca = certs.join("ca.crt").display().to_string();
-    let url = format!("https://{addr}");
+    let url = format!("https://{}", launch.addr);
     let config = run_bindguard(&["webhook-config", "--ca-file", &ca, "--url", &url])?;
-    Ok((bindguard, admin, config))
+    Ok((bindguard, launch, config))
+}
+
+/// The lease identity (`POD_NAME`) of the main bindguard process.
+const MAIN_IDENTITY: &str = "bindguard-0";
+
+/// How a bindguard `serve` process is started.
+#[derive(Clone)]
+struct Launch {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    certs: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Launch {
+    /// Starts `bindguard serve` as lease identity `identity`, logging to `<dir>/<name>.log`.
+    fn spawn(
+        &self,
+        name: &'static str,
+        identity: &str,
+        extra: &[&str],
+        dir: &Workdir,
+    ) -> Result<Proc> {
+        let mut serve = vec![
+            "serve".to_owned(),
+            format!("--addr={}", self.addr),
+            format!("--admin-addr={}", self.admin),
+            format!("--tls-cert={}", self.certs.join("tls.crt").display()),
+            format!("--tls-key={}", self.certs.join("tls.key").display()),
+        ];
+        serve.extend(extra.iter().map(|a| a.to_string()));
+        let env = [
+            ("KUBECONFIG", self.kubeconfig.as_os_str()),
+            ("NO_COLOR", OsStr::new("1")),
+            ("POD_NAME", OsStr::new(identity)),
+            ("POD_NAMESPACE", OsStr::new(SYSTEM_NAMESPACE)),
+        ];
+        Proc::spawn(name, Path::new(BINDGUARD), &serve, &env, dir)
+    }
+}
+
+/// A free loopback port (bound to port 0, then released).
+#[allow(dead_code)]
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A second bindguard process started by [`Cluster::start_replica`]; stopped when dropped.
+#[allow(dead_code)]
+pub struct Replica {
+    proc: Proc,
+    admin: SocketAddr,
+}
+
+#[allow(dead_code)]
+impl Replica {
+    /// `GET <path>` on the replica's admin listener: (status, body).
+    pub fn admin_get(&self, path: &str) -> Result<(u16, String)> {
+        http_get(self.admin, path)
+    }
+
+    /// Everything the replica has logged so far.
+    pub fn log(&self) -> String {
+        self.proc.log()
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod; waits for the exit (SIGKILL after 5 s).
+    pub fn terminate(mut self) {
+        self.proc.stop();
+    }
+
+    /// SIGKILL: the process dies without any chance to clean up (a node failure).
+    pub fn kill(mut self) {
+        self.proc.kill();
+    }
 }
 
 /// Runs a short bindguard subcommand and returns its stdout.
@@ -622,7 +744,11 @@ impl Proc {
         dir: &Workdir,
     ) -> Result<Proc> {
         let log = dir.join(&format!("{name}.log"));
-        let file = File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("open {}", log.display()))?;
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(SUPERVISOR)
@@ -670,9 +796,13 @@ impl Proc {
         .with_context(|| format!("{} log tail:\n{}", self.name, self.log_tail(40)))
     }
 
-    fn log_tail(&self, lines: usize) -> String {
+    fn log(&self) -> String {
         let text = fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned());
-        let text = text.unwrap_or_else(|e| format!("(cannot read {}: {e})\n", self.log.display()));
+        text.unwrap_or_else(|e| format!("(cannot read {}: {e})\n", self.log.display()))
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = self.log();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..]
             .iter()
@@ -681,9 +811,24 @@ impl Proc {
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
+impl Proc {
+    /// Closes the lifeline (SIGTERM, SIGKILL after 5 s) and waits for the exit.
+    fn stop(&mut self) {
         drop(self.lifeline.take());
+        self.reap();
+    }
+
+    /// SIGKILL to the supervised process itself, then waits for the supervisor to exit.
+    #[allow(dead_code)]
+    fn kill(&mut self) {
+        let supervisor = self.child.get_mut().id().to_string();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &supervisor])
+            .status();
+        self.stop();
+    }
+
+    fn reap(&mut self) {
         let child = self.child.get_mut();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -695,5 +840,11 @@ impl Drop for Proc {
         eprintln!("e2e: {} did not stop; killing its supervisor", self.name);
         let _ = child.kill();
         let _ = child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -9,6 +9,7 @@ mod kratix;
 mod kratix_loop;
 mod openchoreo;
 mod reconcile;
+mod updates;
 
 // What every area file needs, through its `use super::*`.
 pub use crate::cluster::Cluster;
@@ -50,6 +51,7 @@ pub fn all() -> Vec<&'static Scenario> {
         kratix::SCENARIOS,
         kratix_loop::SCENARIOS,
         reconcile::SCENARIOS,
+        updates::SCENARIOS,
     ];
     areas.into_iter().flatten().collect()
 }
