@@ -201,7 +201,7 @@ fn wait_bindings(c: &Cluster, ns: &str, name: &str, want: &str) {
 }
 
 const DB: (&str, &str, &str) = ("db.kl.example.dev", "Db", "dbs");
-const V1ALPHA1: &[(&str, bool)] = &[("v1alpha1", true)];
+pub(super) const V1ALPHA1: &[(&str, bool)] = &[("v1alpha1", true)];
 
 /// Issue 13 case 1: a Promise deleted with the default background deletion is gone before its
 /// revisions; deleting them (as the garbage collector does) deletes the requests bound to each,
@@ -336,8 +336,8 @@ fn promise_reconciles(c: &Cluster) -> u64 {
 
 /// The lines of bindguard's log that contain `needle`.
 pub(super) fn log_lines(c: &Cluster, needle: &str) -> Vec<String> {
-    let log = std::fs::read_to_string(c.dir().join("bindguard.log")).unwrap_or_default();
-    log.lines()
+    c.bindguard_log()
+        .lines()
         .map(without_colours)
         .filter(|l| l.contains(needle))
         .collect()

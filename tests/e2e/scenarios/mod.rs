@@ -7,6 +7,7 @@
 mod deploy;
 mod kratix;
 mod kratix_loop;
+mod leader;
 mod openchoreo;
 mod reconcile;
 mod updates;
@@ -50,6 +51,7 @@ pub fn all() -> Vec<&'static Scenario> {
         openchoreo::SCENARIOS,
         kratix::SCENARIOS,
         kratix_loop::SCENARIOS,
+        leader::SCENARIOS,
         reconcile::SCENARIOS,
         updates::SCENARIOS,
     ];
