@@ -1,6 +1,6 @@
 //! Resource requests: one controller per offered kind, served by the Promise that offers it now.
 //!
-//! Requests are read metadata-only (`PartialObjectMeta`: names, labels, annotations, finalizers,
+//! Requests are read metadata-only ([`Request`]: names, labels, annotations, finalizers,
 //! deletion state), which is all the loop needs, so a request of any shape or nesting depth
 //! neither fails the watch nor the initial list. Deletes go through the raw API for the same
 //! reason: the answer, a whole request, is never decoded.
@@ -10,23 +10,110 @@ use crate::crd::*;
 use crate::naming;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams,
     PostParams,
 };
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A resource request as the loop reads it: metadata only.
-pub type Request = PartialObjectMeta<DynamicObject>;
+/// A resource request as the loop reads it: its metadata, from metadata-only requests
+/// (`PartialObjectMetadata`), without `managedFields`. Those mirror the shape of the object
+/// (`fieldsV1` nests as deep as the spec), so decoding them would fail on a deep request; every
+/// field this type does not name is skipped without recursion.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Request {
+    pub metadata: ObjectMeta,
+}
+
+/// [`ObjectMeta`] without `managedFields`, as decoded.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct MetaWithoutFields {
+    annotations: Option<BTreeMap<String, String>>,
+    creation_timestamp: Option<Time>,
+    deletion_grace_period_seconds: Option<i64>,
+    deletion_timestamp: Option<Time>,
+    finalizers: Option<Vec<String>>,
+    generate_name: Option<String>,
+    generation: Option<i64>,
+    labels: Option<BTreeMap<String, String>>,
+    name: Option<String>,
+    namespace: Option<String>,
+    owner_references: Option<Vec<OwnerReference>>,
+    resource_version: Option<String>,
+    uid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RequestWire {
+    #[serde(default)]
+    metadata: MetaWithoutFields,
+}
+
+impl<'de> Deserialize<'de> for Request {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = RequestWire::deserialize(d)?.metadata;
+        Ok(Request {
+            metadata: ObjectMeta {
+                annotations: m.annotations,
+                creation_timestamp: m.creation_timestamp,
+                deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+                deletion_timestamp: m.deletion_timestamp,
+                finalizers: m.finalizers,
+                generate_name: m.generate_name,
+                generation: m.generation,
+                labels: m.labels,
+                name: m.name,
+                namespace: m.namespace,
+                owner_references: m.owner_references,
+                resource_version: m.resource_version,
+                uid: m.uid,
+                ..ObjectMeta::default()
+            },
+        })
+    }
+}
+
+impl Resource for Request {
+    type DynamicType = ApiResource;
+    type Scope = kube::core::DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+    fn metadata_api() -> bool {
+        true
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
 
 /// Where a request remembers its binding's version, so a deleted binding is recreated with it
 /// even after a restart.
@@ -188,7 +275,12 @@ async fn serve(ctx: Arc<Ctx>, offer: Offer) {
             |_, e, rc: Arc<RequestCtx>| on_error("ResourceRequest", e, &rc.ctx),
             rc,
         )
-        .for_each(|_| async {})
+        .for_each(|result| {
+            if let Err(error) = result {
+                tracing::warn!(%error, "request controller: watch or queue error");
+            }
+            async {}
+        })
         .await;
 }
 
@@ -431,7 +523,25 @@ pub async fn release_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[test]
+    fn a_request_nested_deeper_than_serde_allows_is_read() {
+        let mut fields = json!({});
+        for _ in 0..300 {
+            fields = json!({ "f:a": fields });
+        }
+        let object = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"name": "deep", "namespace": "team", "finalizers": ["x"],
+                "managedFields": [{"manager": "kubectl", "fieldsV1": fields}]}});
+        // The API server sends the type first; a map would put "object" first.
+        let line = format!(r#"{{"type":"ADDED","object":{object}}}"#);
+        let event: kube::core::WatchEvent<Request> = serde_json::from_str(&line).unwrap();
+        let kube::core::WatchEvent::Added(request) = event else {
+            panic!("not an ADDED event");
+        };
+        assert_eq!(request.name_any(), "deep");
+        assert_eq!(request.finalizers(), ["x".to_string()]);
+    }
 
     fn crd(group: &str, kind: &str, versions: Value) -> Value {
         json!({"spec": {"group": group, "names": {"kind": kind, "plural": kind.to_lowercase()},

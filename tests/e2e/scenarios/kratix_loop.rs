@@ -17,6 +17,9 @@ pub const SCENARIOS: &[Scenario] = &[
     scenario!(two_promises_claiming_one_revision_name_each_get_one),
     scenario!(each_revision_action_gets_its_own_event),
     scenario!(the_loops_own_writes_pass_the_first_time),
+    scenario!(a_legacy_binding_is_relabelled_and_loses_its_finalizer),
+    scenario!(a_request_with_a_long_name_gets_a_labelled_binding),
+    scenario!(a_deeply_nested_request_does_not_blind_the_loop),
 ];
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -521,4 +524,130 @@ fn the_loops_own_writes_pass_the_first_time(c: &Cluster) {
     }
     let refused = log_lines(c, "failed to add finalizer");
     assert!(refused.is_empty(), "{refused:#?}");
+}
+
+/// Issue 9 §2: a binding created while the webhook was away, invalid by today's rules
+/// (its request in another namespace, an unknown version), can still be relabelled, deleted,
+/// and lose its finalizer while Terminating.
+fn a_legacy_binding_is_relabelled_and_loses_its_finalizer(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("kl-legacy");
+    let legacy = "apiVersion: platform.kratix.io/v1alpha1\nkind: ResourceBinding\nmetadata:\n  \
+                  name: legacy\n  finalizers: [example.com/legacy]\nspec:\n  promiseRef: {name: kl-legacy}\n  \
+                  resourceRef: {name: old, namespace: elsewhere}\n  version: v9\n";
+    c.without_webhooks(|| {
+        c.kubectl.apply(&ns, legacy);
+    });
+    let label = [
+        "label",
+        "resourcebinding",
+        "legacy",
+        "-n",
+        &ns,
+        "team=payments",
+    ];
+    c.kubectl.run(&label).ok();
+    c.kubectl
+        .run(&[
+            "delete",
+            "resourcebinding",
+            "legacy",
+            "-n",
+            &ns,
+            "--wait=false",
+        ])
+        .ok();
+    let unblock = r#"[{"op":"remove","path":"/metadata/finalizers"}]"#;
+    c.kubectl
+        .run(&[
+            "patch",
+            "resourcebinding",
+            "legacy",
+            "-n",
+            &ns,
+            "--type=json",
+            "-p",
+            unblock,
+        ])
+        .ok();
+    wait_for(c, "the legacy binding gone", || {
+        if gone(c, &["resourcebinding", "legacy", "-n", &ns]) {
+            Ok(())
+        } else {
+            Err("still there".into())
+        }
+    });
+}
+
+/// Issue 9 §1: a request whose name is longer than a label value gets a binding labelled with
+/// the shortened value; the seed's label query finds it, and the loop, reading the spec, keeps
+/// exactly one (recreating it when deleted, removing it with the request).
+fn a_request_with_a_long_name_gets_a_labelled_binding(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("kl-long");
+    let (group, kind, plural) = ("long.kl.example.dev", "Long", "longs");
+    install_crd(c, group, kind, plural, V1ALPHA1);
+    let api = Some((group, kind, plural, V1ALPHA1));
+    c.kubectl
+        .apply("default", &promise_yaml("kl-long", "v1", api, ""));
+    wait_revisions(c, "kl-long", "kl-long-v1=v1/true/true");
+    let name = format!(
+        "{}-request",
+        "a-resource-request-with-a-long-name".repeat(2)
+    );
+    assert!(name.len() > 70, "{}", name.len());
+    c.kubectl.apply(
+        &ns,
+        &request_yaml(&format!("{group}/v1alpha1"), kind, &name),
+    );
+    wait_bindings(c, &ns, &name, "kl-long@v1");
+    let label = bindguard::naming::label_value(&name);
+    let selector = format!("kratix.io/promise-name=kl-long,kratix.io/resource-name={label}");
+    let found = get_json(c, &["resourcebindings", "-n", &ns, "-l", &selector]);
+    let names: Vec<&str> = items(&found)
+        .filter_map(|b| b["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 1, "{found}");
+    let binding = names[0].to_string();
+    c.kubectl
+        .run(&["delete", "resourcebinding", &binding, "-n", &ns])
+        .ok();
+    wait_for(c, "the binding recreated", || {
+        let b = get_json(c, &["resourcebinding", &binding, "-n", &ns]);
+        let labelled = b["metadata"]["labels"]["kratix.io/resource-name"] == label.as_str();
+        if labelled { Ok(()) } else { Err(b.to_string()) }
+    });
+    wait_bindings(c, &ns, &name, "kl-long@v1");
+    let resource = format!("{plural}.{group}");
+    c.kubectl.run(&["delete", &resource, &name, "-n", &ns]).ok();
+    wait_bindings(c, &ns, &name, "");
+}
+
+/// Item 4 of the hardening: a request nested 150 levels deep is read metadata-only, so it
+/// neither fails the request watch nor its initial list after a restart: it is bound, and so
+/// is a new request after the restart.
+fn a_deeply_nested_request_does_not_blind_the_loop(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("kl-deep");
+    let (group, kind, plural) = ("deep.kl.example.dev", "Deep", "deeps");
+    install_crd(c, group, kind, plural, V1ALPHA1);
+    let api = Some((group, kind, plural, V1ALPHA1));
+    c.kubectl
+        .apply("default", &promise_yaml("kl-deep", "v1", api, ""));
+    wait_revisions(c, "kl-deep", "kl-deep-v1=v1/true/true");
+    let api_version = format!("{group}/v1alpha1");
+    let mut nested = serde_json::json!("bottom");
+    for _ in 0..150 {
+        nested = serde_json::json!({ "a": nested });
+    }
+    let deep = serde_json::json!({
+        "apiVersion": api_version, "kind": kind,
+        "metadata": {"name": "deep"}, "spec": nested,
+    });
+    c.kubectl
+        .run_with_stdin(&["create", "-n", &ns, "-f", "-"], Some(&deep.to_string()))
+        .ok();
+    wait_bindings(c, &ns, "deep", "kl-deep@v1");
+    c.restart_bindguard().expect("restart bindguard");
+    c.kubectl
+        .apply(&ns, &request_yaml(&api_version, kind, "after-restart"));
+    wait_bindings(c, &ns, "after-restart", "kl-deep@v1");
+    assert_eq!(bindings_of(c, &ns, "deep"), "kl-deep@v1");
 }
