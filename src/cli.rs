@@ -68,12 +68,13 @@ pub struct PolicyArgs {
     /// What a reference to an object that does not exist yet means.
     #[arg(long, env = "BINDGUARD_REFERENCES", value_enum, default_value_t = References::Warn)]
     pub references: References,
-    /// An identity allowed to delete the latest PromiseRevision (repeatable).
+    /// An identity allowed to delete the latest PromiseRevision (repeatable; a trailing `*`
+    /// matches every user it prefixes). Default: bindguard's loop and Kratix's controllers.
     #[arg(
         long = "controller-user",
         env = "BINDGUARD_CONTROLLER_USERS",
         value_delimiter = ',',
-        default_value = "system:serviceaccount:bindguard-system:bindguard"
+        default_value = "system:serviceaccount:bindguard-system:bindguard,system:serviceaccount:kratix-platform-system:*"
     )]
     pub controller_users: Vec<String>,
 }
@@ -205,9 +206,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (view, stores) = cluster_view(args.state.as_deref(), &metrics).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut reconciler = None;
     if !args.no_reconcile && args.state.is_none() {
         let client = kube::Client::try_default().await.context("connecting to the cluster for the reconcile loop; use --no-reconcile to serve without it")?;
-        tokio::spawn(reconcile::run(client, metrics.clone(), view.clone()));
+        let run = reconcile::run(client, metrics.clone(), view.clone(), stopped.clone());
+        reconciler = Some(tokio::spawn(run));
     }
     let resolver = tls::Resolver::new(serving_key(&args)?);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
@@ -233,7 +237,6 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.admin_addr))?;
     tracing::info!(webhook = %webhook.local_addr()?, admin = %admin.local_addr()?, "serving");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let https = tokio::spawn(server::serve_tls(
         webhook,
         tls::server_config(resolver)?,
@@ -249,6 +252,9 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining connections");
     let _ = stop.send(true);
     let _ = tokio::join!(https, plain);
+    if let Some(reconciler) = reconciler {
+        let _ = reconciler.await;
+    }
     Ok(())
 }
 
@@ -362,14 +368,12 @@ fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
                 axum::routing::get(move || std::future::ready(shown.render(&[]))),
             );
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let plain = tokio::spawn(server::serve_plain(admin, routes, stopped));
+        let plain = tokio::spawn(server::serve_plain(admin, routes, stopped.clone()));
         let view = Arc::new(live::start(client.clone(), metrics.clone()));
-        tokio::select! {
-            () = reconcile::run(client, metrics, view) => {}
-            () = server::termination() => {}
-        }
+        let reconciler = tokio::spawn(reconcile::run(client, metrics, view, stopped));
+        server::termination().await;
         let _ = stop.send(true);
-        let _ = plain.await;
+        let _ = tokio::join!(reconciler, plain);
         Ok(())
     })
 }

@@ -5,15 +5,11 @@ use crate::crd::VERSION_NOT_SET;
 /// Longest object name Kubernetes accepts (a DNS subdomain).
 pub const MAX_NAME: usize = 253;
 
-/// The PromiseRevision name for `promise` at `version`: `<promise>-<version>` as the seed says
+/// The name the seed gives the PromiseRevision of `promise` at `version`: `<promise>-<version>`
 /// when that is a valid object name, otherwise `<promise>-<first 5 hex of md5(version)>` as
 /// Kratix does. An empty version counts as `not-set`.
-pub fn revision_name(promise: &str, version: &str) -> String {
-    let version = if version.is_empty() {
-        VERSION_NOT_SET
-    } else {
-        version
-    };
+pub fn seed_revision_name(promise: &str, version: &str) -> String {
+    let version = version_or_not_set(version);
     let plain = format!("{promise}-{version}");
     if is_dns_subdomain(&plain) {
         plain
@@ -22,10 +18,65 @@ pub fn revision_name(promise: &str, version: &str) -> String {
     }
 }
 
+fn version_or_not_set(version: &str) -> &str {
+    if version.is_empty() {
+        VERSION_NOT_SET
+    } else {
+        version
+    }
+}
+
+/// A PromiseRevision as naming sees it: its name and whose version it records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionId {
+    pub name: String,
+    pub promise: String,
+    pub version: String,
+}
+
+/// The PromiseRevision name for `promise` at `version`, given the revisions that exist: the name
+/// of the revision that already records that version, else the seed's name when no other
+/// revision holds it, else `<promise>-<10 hex of md5("<promise>/<version>")>` (two Promises can
+/// claim one seed name: `redis`@`ha-v1` and `redis-ha`@`v1`). The webhook, the loop and the
+/// docs all use this one function.
+pub fn revision_name(promise: &str, version: &str, existing: &[RevisionId]) -> String {
+    let version = version_or_not_set(version);
+    let mine = |r: &&RevisionId| r.promise == promise && version_or_not_set(&r.version) == version;
+    if let Some(found) = existing.iter().find(mine) {
+        return found.name.clone();
+    }
+    let seed = seed_revision_name(promise, version);
+    if !existing.iter().any(|r| r.name == seed) {
+        return seed;
+    }
+    let digest = format!(
+        "{:x}",
+        md5::compute(format!("{promise}/{version}").as_bytes())
+    );
+    format!("{promise}-{}", &digest[..10])
+}
+
+/// Promise names that could own a revision called `name`: every prefix of it that ends before
+/// a `-`. The webhook looks these up to know who holds a seed name.
+pub fn possible_owners(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices('-').map(move |(i, _)| &name[..i])
+}
+
 /// The first five hex digits of the MD5 of `text`.
 pub fn short_hash(text: &str) -> String {
     let digest = format!("{:x}", md5::compute(text.as_bytes()));
     digest[..5].to_string()
+}
+
+/// The name the loop gives the binding of request `namespace/request` of `promise`:
+/// `<request>-<promise>-<5 hex of md5("<namespace>/<request>")>`, its front cut to fit.
+pub fn binding_name(request: &str, promise: &str, namespace: &str) -> String {
+    let hash = short_hash(&format!("{namespace}/{request}"));
+    let front = format!("{request}-{promise}");
+    let keep = MAX_NAME - hash.len() - 1;
+    let front: String = front.chars().take(keep).collect();
+    let front = front.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    format!("{front}-{hash}")
 }
 
 /// Whether `name` is a valid DNS subdomain (RFC 1123): lower-case alphanumerics, `-` and `.`,
@@ -96,30 +147,84 @@ mod tests {
 
     #[test]
     fn plain_versions_follow_the_seed() {
-        assert_eq!(revision_name("redis", "v0.1.0"), "redis-v0.1.0");
-        assert_eq!(revision_name("redis", ""), "redis-not-set");
-        assert_eq!(revision_name("redis", "not-set"), "redis-not-set");
+        assert_eq!(seed_revision_name("redis", "v0.1.0"), "redis-v0.1.0");
+        assert_eq!(seed_revision_name("redis", ""), "redis-not-set");
+        assert_eq!(seed_revision_name("redis", "not-set"), "redis-not-set");
+        assert_eq!(revision_name("redis", "v0.1.0", &[]), "redis-v0.1.0");
+    }
+
+    fn id(name: &str, promise: &str, version: &str) -> RevisionId {
+        RevisionId {
+            name: name.into(),
+            promise: promise.into(),
+            version: version.into(),
+        }
+    }
+
+    #[test]
+    fn two_promises_claiming_one_seed_name_both_get_a_revision() {
+        let taken = [id("redis-ha-v1", "redis", "ha-v1")];
+        let second = revision_name("redis-ha", "v1", &taken);
+        assert_ne!(second, "redis-ha-v1");
+        assert!(
+            second.starts_with("redis-ha-") && is_dns_subdomain(&second),
+            "{second}"
+        );
+        assert_eq!(revision_name("redis", "ha-v1", &taken), "redis-ha-v1");
+        let both = [taken[0].clone(), id(&second, "redis-ha", "v1")];
+        assert_eq!(revision_name("redis-ha", "v1", &both), second, "stable");
+        let owner_gone = [id(&second, "redis-ha", "v1")];
+        assert_eq!(
+            revision_name("redis-ha", "v1", &owner_gone),
+            second,
+            "the existing revision keeps its name when the seed name frees up"
+        );
+        assert_eq!(
+            revision_name("redis", "", &[id("redis-not-set", "redis", "")]),
+            "redis-not-set"
+        );
+    }
+
+    #[test]
+    fn owners_are_the_dash_prefixes() {
+        let owners: Vec<&str> = possible_owners("redis-ha-v1").collect();
+        assert_eq!(owners, ["redis", "redis-ha"]);
     }
 
     #[test]
     fn versions_that_are_not_names_are_hashed() {
         for version in ["V1.0.0", "1.0.0+build.5", "v1_0", "v1.", "v1..2", "v 1"] {
-            let name = revision_name("redis", version);
+            let name = seed_revision_name("redis", version);
             assert_eq!(name, format!("redis-{}", short_hash(version)), "{version}");
             assert!(is_dns_subdomain(&name), "{name}");
         }
-        assert_ne!(revision_name("redis", "V1"), revision_name("redis", "V2"));
+        assert_ne!(
+            seed_revision_name("redis", "V1"),
+            seed_revision_name("redis", "V2")
+        );
     }
 
     #[test]
     fn the_253_character_limit_is_respected() {
         let fits = "a".repeat(MAX_NAME - "redis-".len());
-        assert_eq!(revision_name("redis", &fits).len(), MAX_NAME);
+        assert_eq!(seed_revision_name("redis", &fits).len(), MAX_NAME);
         let too_long = "a".repeat(MAX_NAME);
         assert_eq!(
-            revision_name("redis", &too_long),
+            seed_revision_name("redis", &too_long),
             format!("redis-{}", short_hash(&too_long))
         );
+    }
+
+    #[test]
+    fn binding_names_fit() {
+        let hash = short_hash("team/example");
+        assert_eq!(
+            binding_name("example", "redis", "team"),
+            format!("example-redis-{hash}")
+        );
+        let long = binding_name(&"r".repeat(250), "redis", "team");
+        assert_eq!(long.len(), MAX_NAME);
+        assert!(is_dns_subdomain(&long), "{long}");
     }
 
     #[test]

@@ -92,9 +92,14 @@ impl Context<'_> {
         ))
     }
 
-    /// Whether `user` is one of the platform's controllers (or the garbage collector).
+    /// Whether `user` is one of the platform's controllers (or the garbage collector). An entry
+    /// ending in `*` names every user it prefixes (`system:serviceaccount:<namespace>:*`).
     pub fn is_controller(&self, user: &str) -> bool {
-        user == GARBAGE_COLLECTOR || self.settings.controller_users.iter().any(|u| u == user)
+        let named = |entry: &String| match entry.strip_suffix('*') {
+            Some(prefix) => user.starts_with(prefix),
+            None => entry == user,
+        };
+        user == GARBAGE_COLLECTOR || self.settings.controller_users.iter().any(named)
     }
 }
 

@@ -48,8 +48,9 @@ pub fn downgrade_warns(request: &PromiseRequest, ctx: &Context) -> Check {
     }
 }
 
-/// Rule 9b: a version that is not usable in an object name gets a hashed revision name.
-pub fn unnamable_version_warns(request: &PromiseRequest, _ctx: &Context) -> Check {
+/// Rule 9b: a version that is not usable in an object name gets a hashed revision name; so does
+/// one whose seed name another Promise's revision already holds.
+pub fn unnamable_version_warns(request: &PromiseRequest, ctx: &Context) -> Check {
     let Some(promise) = request.written() else {
         return pass();
     };
@@ -61,13 +62,42 @@ pub fn unnamable_version_warns(request: &PromiseRequest, _ctx: &Context) -> Chec
         return pass();
     }
     let name = promise.name_any();
-    let revision = naming::revision_name(&name, &version);
-    if revision == format!("{name}-{version}") {
+    let revision = naming::revision_name(&name, &version, &known_revisions(ctx, &name, &version));
+    let plain = format!("{name}-{version}");
+    let seed = naming::seed_revision_name(&name, &version);
+    if revision == plain {
+        return pass();
+    }
+    if seed != plain {
+        return Ok(vec![format!(
+            "Promise {name:?}: version {version:?} is not valid in an object name; its revision is {revision:?}"
+        )]);
+    }
+    if revision == seed {
         return pass();
     }
     Ok(vec![format!(
-        "Promise {name:?}: version {version:?} is not valid in an object name; its revision is {revision:?}"
+        "Promise {name:?}: revision name {seed:?} is taken; its revision is {revision:?}"
     )])
+}
+
+/// The revisions that can decide the name of `promise`'s revision at `version`: its own, and
+/// those of every Promise whose revisions could hold the seed's name.
+pub fn known_revisions(ctx: &Context, promise: &str, version: &str) -> Vec<naming::RevisionId> {
+    let seed = naming::seed_revision_name(promise, version);
+    let mut owners: Vec<&str> = naming::possible_owners(&seed).collect();
+    if !owners.contains(&promise) {
+        owners.push(promise);
+    }
+    owners
+        .into_iter()
+        .flat_map(|owner| ctx.view.promise_revisions(owner))
+        .map(|r| naming::RevisionId {
+            name: r.name_any(),
+            promise: r.spec.promise_ref.name.clone(),
+            version: r.spec.version.clone(),
+        })
+        .collect()
 }
 
 /// Shared test fixtures for the Kratix policies: a cluster holding the seed's redis Promise.
@@ -293,17 +323,17 @@ mod tests {
             (
                 "capitals",
                 "V1.0.0",
-                Some(naming::revision_name("redis", "V1.0.0")),
+                Some(naming::seed_revision_name("redis", "V1.0.0")),
             ),
             (
                 "build metadata",
                 "v1.0.0+build.5",
-                Some(naming::revision_name("redis", "v1.0.0+build.5")),
+                Some(naming::seed_revision_name("redis", "v1.0.0+build.5")),
             ),
             (
                 "too long",
                 long.as_str(),
-                Some(naming::revision_name("redis", &long)),
+                Some(naming::seed_revision_name("redis", &long)),
             ),
         ];
         for (name, version, revision) in cases {
@@ -342,6 +372,37 @@ mod tests {
             &World::default(),
         );
         assert_eq!(changed.warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_seed_name_held_by_another_promise_warns_with_the_fallback() {
+        let held = serde_json::json!({
+            "apiVersion": "platform.kratix.io/v1alpha1",
+            "kind": "PromiseRevision",
+            "metadata": {"name": "redis-ha-v1"},
+            "spec": {"promiseRef": {"name": "redis"}, "version": "ha-v1"},
+        });
+        let world = World::with(None, &[held], &[]);
+        let mut ha = promise("v1", false);
+        ha["metadata"]["name"] = serde_json::json!("redis-ha");
+        let decision = judge(ha, None, &world);
+        let expected = naming::revision_name(
+            "redis-ha",
+            "v1",
+            &[naming::RevisionId {
+                name: "redis-ha-v1".into(),
+                promise: "redis".into(),
+                version: "ha-v1".into(),
+            }],
+        );
+        assert_eq!(
+            decision.warnings,
+            vec![format!(
+                "Promise \"redis-ha\": revision name \"redis-ha-v1\" is taken; its revision is {expected:?}"
+            )]
+        );
+        let own = judge(promise("ha-v1", false), None, &world);
+        assert!(own.warnings.is_empty(), "{:?}", own.warnings);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use super::{Check, Context, Request, pass, patch, run_rules};
 use crate::admission::{Decision, Denial};
 use crate::crd::{LABEL_LATEST_REVISION, LABEL_PROMISE_NAME, PromiseRevision};
+use crate::naming;
 use kube::ResourceExt;
 
 type Revision<'a> = Request<'a, PromiseRevision>;
@@ -26,7 +27,8 @@ pub fn mutate(request: &Revision, _ctx: &Context) -> Decision {
     let Some((revision, raw)) = request.to_mutate() else {
         return Decision::default();
     };
-    let wanted = [(LABEL_PROMISE_NAME, revision.spec.promise_ref.name.as_str())];
+    let value = naming::label_value(&revision.spec.promise_ref.name);
+    let wanted = [(LABEL_PROMISE_NAME, value.as_str())];
     Decision {
         patch: patch::set_labels(raw, &wanted),
         ..Decision::default()
@@ -116,15 +118,20 @@ pub fn version_is_immutable(request: &Revision, _ctx: &Context) -> Check {
     ))
 }
 
-/// Rule 3: `kratix.io/promise-name`, when set, names `spec.promiseRef.name` (the mutating
-/// webhook sets it when missing).
+/// Rule 3: `kratix.io/promise-name`, when set, names `spec.promiseRef.name` (as
+/// [`naming::label_value`] writes it; the mutating webhook sets it when missing). An update
+/// that leaves the label as it was is not refused for it.
 pub fn promise_name_label_matches(request: &Revision, _ctx: &Context) -> Check {
     let Some(revision) = request.written() else {
         return pass();
     };
-    let wanted = &revision.spec.promise_ref.name;
-    match revision.labels().get(LABEL_PROMISE_NAME) {
-        Some(label) if label != wanted => Err(Denial::invalid(
+    let wanted = &naming::label_value(&revision.spec.promise_ref.name);
+    let label = revision.labels().get(LABEL_PROMISE_NAME);
+    let kept = request
+        .update()
+        .is_some_and(|(_, old)| old.labels().get(LABEL_PROMISE_NAME) == label);
+    match label {
+        Some(label) if label != wanted && !kept => Err(Denial::invalid(
             &format!("metadata.labels[{LABEL_PROMISE_NAME}]"),
             format!(
                 "PromiseRevision {:?}: label {LABEL_PROMISE_NAME} is {label:?} but spec.promiseRef.name \
@@ -302,6 +309,49 @@ mod tests {
             let decision = judge(&create("PromiseRevision", "", object), &World::redis());
             assert_eq!(decision.denial.is_some(), denied, "{name}");
         }
+    }
+
+    #[test]
+    fn an_unchanged_label_is_not_refused_and_long_names_are_shortened() {
+        let stale = json!({"kratix.io/promise-name": "cache"});
+        let old = revision("redis-v0.1.0", "redis", "v0.1.0", stale.clone(), false);
+        let new = revision("redis-v0.1.0", "redis", "v0.1.0", stale, true);
+        let decision = judge(&update("PromiseRevision", "", new, old), &World::redis());
+        assert!(decision.allowed(), "{:?}", decision.denial);
+        let long = "p".repeat(80);
+        let value = naming::label_value(&long);
+        let labelled = revision(
+            "x",
+            &long,
+            "v1",
+            json!({"kratix.io/promise-name": value}),
+            false,
+        );
+        let decision = judge(&create("PromiseRevision", "", labelled), &World::redis());
+        assert!(decision.allowed(), "{:?}", decision.denial);
+        let bare = revision("x", &long, "v1", json!({}), false);
+        let review = create("PromiseRevision", "", bare.clone());
+        let decision =
+            World::redis().with_ctx(|ctx| mutate(&Request::decode(&review).unwrap(), ctx));
+        let patched = apply_patch(&bare, &decision.patch);
+        assert_eq!(
+            patched["metadata"]["labels"]["kratix.io/promise-name"],
+            json!(value)
+        );
+    }
+
+    #[test]
+    fn controller_users_may_be_prefixes() {
+        let mut world = World::redis();
+        world.settings.controller_users =
+            vec!["system:serviceaccount:kratix-platform-system:*".into()];
+        let kratix =
+            "system:serviceaccount:kratix-platform-system:kratix-platform-controller-manager";
+        let review = delete("PromiseRevision", "", latest(), kratix);
+        assert!(judge(&review, &world).allowed());
+        let other = "system:serviceaccount:kratix-platform-system-2:x";
+        let review = delete("PromiseRevision", "", latest(), other);
+        assert!(!judge(&review, &world).allowed());
     }
 
     #[test]

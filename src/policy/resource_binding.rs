@@ -138,14 +138,18 @@ pub fn resource_ref_is_immutable(request: &Binding, _ctx: &Context) -> Check {
     ))
 }
 
-/// Rule 5: the request lives in the binding's namespace.
+/// Rule 5: the request lives in the binding's namespace. An update that does not change the
+/// namespace is not refused for it (the binding may predate the rule).
 pub fn resource_in_own_namespace(request: &Binding, _ctx: &Context) -> Check {
     let Some(binding) = request.written() else {
         return pass();
     };
     let own = namespace_of(request);
     let named = resource_namespace(binding, own);
-    if named == own {
+    let unchanged = request
+        .update()
+        .is_some_and(|(_, old)| resource_namespace(old, own) == named);
+    if named == own || unchanged {
         return pass();
     }
     Err(Denial::invalid(
@@ -158,15 +162,18 @@ pub fn resource_in_own_namespace(request: &Binding, _ctx: &Context) -> Check {
     ))
 }
 
-/// Rule 8: the promise and resource labels, when present, agree with the spec.
+/// Rule 8: the promise and resource labels, when present, agree with the spec. An update that
+/// leaves a label as it was is not refused for it.
 pub fn labels_match_spec(request: &Binding, _ctx: &Context) -> Check {
     let Some(binding) = request.written() else {
         return pass();
     };
     let labels = binding.labels();
+    let old_labels = request.update().map(|(_, old)| old.labels());
     for (key, wanted) in labels_for(binding) {
+        let kept = old_labels.is_some_and(|old| old.get(key) == labels.get(key));
         match labels.get(key) {
-            Some(label) if *label != wanted => {
+            Some(label) if *label != wanted && !kept => {
                 return Err(Denial::invalid(
                     &format!("metadata.labels[{key}]"),
                     format!(
@@ -213,7 +220,8 @@ pub fn one_binding_per_request(request: &Binding, ctx: &Context) -> Check {
     ))
 }
 
-/// Rule 7: `spec.version` is `latest` or the version of one of the Promise's revisions.
+/// Rule 7: `spec.version` is `latest` or the version of one of the Promise's revisions that is
+/// not being deleted (deleting a revision deletes the requests pinned to it).
 pub fn version_exists(request: &Binding, ctx: &Context) -> Check {
     let Some(binding) = request.written() else {
         return pass();
@@ -227,14 +235,49 @@ pub fn version_exists(request: &Binding, ctx: &Context) -> Check {
     }
     let promise = &binding.spec.promise_ref.name;
     let revisions = ctx.view.promise_revisions(promise);
-    if revisions.iter().any(|r| r.spec.version == *version) {
+    let matching: Vec<_> = revisions
+        .iter()
+        .filter(|r| r.spec.version == *version)
+        .collect();
+    if matching
+        .iter()
+        .any(|r| r.metadata.deletion_timestamp.is_none())
+    {
         return pass();
+    }
+    if let Some(going) = matching.first() {
+        return Err(revision_going(request, promise, version, &going.name_any()));
+    }
+    if let Some(warning) = revision_on_its_way(request, ctx, version) {
+        return Ok(vec![warning]);
     }
     if revisions.is_empty() {
         return unknown_promise(request, ctx, version);
     }
+    Err(not_a_version(request, promise, version, &revisions))
+}
+
+fn revision_going(request: &Binding, promise: &str, version: &str, revision: &str) -> Denial {
+    Denial::invalid(
+        "spec.version",
+        format!(
+            "ResourceBinding {:?}: PromiseRevision {revision:?} (version {version:?} of Promise \
+             {promise:?}) is being deleted, and the requests pinned to it with it: set \
+             spec.version to another version or to {VERSION_LATEST}",
+            request.name(),
+        ),
+    )
+}
+
+fn not_a_version(
+    request: &Binding,
+    promise: &str,
+    version: &str,
+    revisions: &[std::sync::Arc<crate::crd::PromiseRevision>],
+) -> Denial {
     let mut known: Vec<String> = revisions
         .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
         .map(|r| {
             let mark = if promise_revision::is_latest(r) {
                 " (latest)"
@@ -245,7 +288,7 @@ pub fn version_exists(request: &Binding, ctx: &Context) -> Check {
         })
         .collect();
     known.sort();
-    Err(Denial::invalid(
+    Denial::invalid(
         "spec.version",
         format!(
             "ResourceBinding {:?}: spec.version {version:?} is not a version of Promise {promise:?}; \
@@ -253,24 +296,33 @@ pub fn version_exists(request: &Binding, ctx: &Context) -> Check {
             request.name(),
             known.join(", "),
         ),
+    )
+}
+
+/// The Promise is installed at `version` but the loop has not created its revision yet (GitOps
+/// applies the Promise and the binding together): allowed, with a warning.
+fn revision_on_its_way(request: &Binding, ctx: &Context, version: &str) -> Option<String> {
+    let binding = request.written()?;
+    let promise = &binding.spec.promise_ref.name;
+    let installed = ctx.view.promise(promise)?;
+    if installed.metadata.deletion_timestamp.is_some()
+        || naming::promise_version(Some(installed.labels())) != version
+    {
+        return None;
+    }
+    Some(format!(
+        "ResourceBinding {:?}: the PromiseRevision of {promise:?} {version} is not created yet",
+        request.name()
     ))
 }
 
-/// No revision of the Promise is known: its version is unchecked until they arrive, unless the
-/// Promise itself is at that version (its revision is on the way).
+/// No revision of the Promise is known: its version is unchecked until they arrive.
 fn unknown_promise(request: &Binding, ctx: &Context, version: &str) -> Check {
     let Some(binding) = request.written() else {
         return pass();
     };
     let promise = &binding.spec.promise_ref.name;
-    let installed = ctx.view.promise(promise);
-    if installed
-        .as_ref()
-        .is_some_and(|p| naming::promise_version(Some(p.labels())) == version)
-    {
-        return pass();
-    }
-    let what = if installed.is_some() {
+    let what = if ctx.view.promise(promise).is_some() {
         format!("Promise {promise:?} has no revisions yet")
     } else {
         format!("Promise {promise:?} is not known")
@@ -454,6 +506,20 @@ mod tests {
                 other("v0.2.0"),
                 World::with(Some(promise("v0.2.0", false)), &[], &[]),
                 None,
+                1,
+            ),
+            (
+                "promise just installed at a new version",
+                other("v0.3.0"),
+                World::with(Some(promise("v0.3.0", false)), &revisions(), &[]),
+                None,
+                1,
+            ),
+            (
+                "revision being deleted",
+                other("v0.1.0"),
+                World::with(Some(promise("v0.2.0", false)), &deleting_v010(), &[]),
+                Some(DenyCode::Invalid),
                 0,
             ),
             (
@@ -483,6 +549,101 @@ mod tests {
             "ResourceBinding \"other-redis-1\": spec.version \"v9.9.9\" is not a version of Promise \
              \"redis\"; it has v0.1.0, v0.2.0 (latest): set spec.version to one of them or to latest"
         );
+    }
+
+    fn deleting_v010() -> Vec<Value> {
+        let mut all = revisions();
+        all[0]["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        all
+    }
+
+    #[test]
+    fn pinning_a_revision_being_deleted_is_refused_saying_why() {
+        let world = World::with(Some(promise("v0.2.0", false)), &deleting_v010(), &[]);
+        let decision = judge(
+            &create("ResourceBinding", "default", other("v0.1.0")),
+            &world,
+        );
+        assert_eq!(
+            decision.denial.unwrap().message,
+            "ResourceBinding \"other-redis-1\": PromiseRevision \"redis-v0.1.0\" (version \"v0.1.0\" \
+             of Promise \"redis\") is being deleted, and the requests pinned to it with it: set \
+             spec.version to another version or to latest"
+        );
+        let fresh = judge(
+            &create("ResourceBinding", "default", other("v0.3.0")),
+            &World::with(Some(promise("v0.3.0", false)), &revisions(), &[]),
+        );
+        assert_eq!(
+            fresh.warnings,
+            [
+                "ResourceBinding \"other-redis-1\": the PromiseRevision of \"redis\" v0.3.0 is not created yet"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_update_is_judged_on_what_it_changes() {
+        let mut elsewhere = other("v0.1.0");
+        elsewhere["spec"]["resourceRef"]["namespace"] = json!("prod");
+        let mut relabelled = elsewhere.clone();
+        relabelled["metadata"]["labels"]["team"] = json!("a");
+        let world = World::redis();
+        let metadata_only = judge(
+            &update("ResourceBinding", "default", relabelled, elsewhere.clone()),
+            &world,
+        );
+        assert!(metadata_only.allowed(), "{:?}", metadata_only.denial);
+        let mut terminating = elsewhere.clone();
+        terminating["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        terminating["metadata"]["finalizers"] = json!(["example.com/legacy"]);
+        terminating["metadata"]["labels"]["kratix.io/resource-name"] = json!("stale");
+        let mut released = terminating.clone();
+        released["metadata"]["finalizers"] = json!([]);
+        let finalizer_removed = judge(
+            &update("ResourceBinding", "default", released, terminating),
+            &world,
+        );
+        assert!(
+            finalizer_removed.allowed(),
+            "{:?}",
+            finalizer_removed.denial
+        );
+        let mut wrong_label = other("v0.1.0");
+        wrong_label["metadata"]["labels"]["kratix.io/resource-name"] = json!("stale");
+        let label_changed = judge(
+            &update("ResourceBinding", "default", wrong_label, other("v0.1.0")),
+            &world,
+        );
+        assert_eq!(
+            field(&label_changed).as_deref(),
+            Some("metadata.labels[kratix.io/resource-name]")
+        );
+        let deleted = judge(
+            &delete("ResourceBinding", "default", elsewhere, "alice"),
+            &world,
+        );
+        assert!(deleted.allowed());
+    }
+
+    #[test]
+    fn long_names_are_labelled_with_the_shortened_value() {
+        let long = "r".repeat(70);
+        let object = binding_of("long-redis-1", "redis", &long, "default", "v0.1.0");
+        let mut bare = object.clone();
+        bare["metadata"]["labels"] = json!({});
+        let patched = apply_patch(&bare, &mutate_of(bare.clone(), "CREATE").patch);
+        let label = patched["metadata"]["labels"]["kratix.io/resource-name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(label, naming::label_value(&long));
+        assert!(label.len() <= naming::MAX_LABEL_VALUE);
+        let decision = judge(
+            &create("ResourceBinding", "default", patched),
+            &World::redis(),
+        );
+        assert!(decision.allowed(), "{:?}", decision.denial);
     }
 
     #[test]

@@ -1,39 +1,27 @@
 //! Kratix bookkeeping: a PromiseRevision per Promise version (latest moves with the Promise),
-//! one ResourceBinding per resource request, revision-deletion cleanup, binding version checks.
+//! revision-deletion cleanup, binding version checks, and the request controllers (see
+//! [`super::requests`]) kept in step with the kinds the Promises offer.
 
 use super::conditions::{merge, resolve_version, same};
-use super::{Ctx, Error, on_error};
+use super::requests::{self, Registry};
+use super::{Ctx, Error, finished, on_error};
 use crate::crd::*;
-use crate::naming;
+use crate::naming::{self, RevisionId};
+use crate::policy::promise_revision::is_latest;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Where a request remembers its binding's version, so a deleted binding is recreated with it
-/// even after a restart.
-pub const BOUND_VERSION: &str = "bindguard.dev/bound-version";
-
-struct KratixCtx {
-    ctx: Arc<Ctx>,
-    started: Mutex<HashSet<String>>,
-}
-
-pub async fn run(ctx: Arc<Ctx>) {
-    let k = Arc::new(KratixCtx {
-        ctx: ctx.clone(),
-        started: Mutex::new(HashSet::new()),
-    });
+/// Runs the Kratix controllers; the request controllers live in `registry`.
+pub async fn run(ctx: Arc<Ctx>, registry: Arc<Registry>) {
     let client = ctx.client.clone();
     let promises = Controller::new(
         Api::<Promise>::all(client.clone()),
@@ -41,8 +29,8 @@ pub async fn run(ctx: Arc<Ctx>) {
     )
     .run(
         reconcile_promise,
-        |_, e, k: Arc<KratixCtx>| on_error("Promise", e, &k.ctx),
-        k,
+        |_, e, c: Arc<Ctx>| on_error("Promise", e, &c),
+        ctx.clone(),
     )
     .for_each(|_| async {});
     let revisions = Controller::new(
@@ -62,7 +50,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     let store = controller.store();
     let bindings = controller
         .watches(
-            Api::<PromiseRevision>::all(client),
+            Api::<PromiseRevision>::all(client.clone()),
             watcher::Config::default(),
             move |rev| {
                 let promise = rev.spec.promise_ref.name.clone();
@@ -80,15 +68,55 @@ pub async fn run(ctx: Arc<Ctx>) {
             ctx,
         )
         .for_each(|_| async {});
-    tokio::join!(promises, revisions, bindings);
+    tokio::join!(
+        promises,
+        revisions,
+        bindings,
+        follow_offers(client, registry)
+    );
 }
 
-/// The revision a Promise asks for: named for its version, owned by it, marked latest.
-pub fn desired_revision(promise: &Promise) -> PromiseRevision {
+/// Keeps one request controller per offered kind, re-deciding on every Promise change,
+/// deletions included (a reconciler never sees those).
+async fn follow_offers(client: Client, registry: Arc<Registry>) {
+    let (reader, writer) = reflector::store::<Promise>();
+    reflector::reflector(
+        writer,
+        watcher(Api::<Promise>::all(client), watcher::Config::default()),
+    )
+    .default_backoff()
+    .for_each(|event| {
+        if matches!(
+            event,
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
+        ) {
+            registry.sync(&requests::offers(&reader.state()));
+        }
+        async {}
+    })
+    .await;
+}
+
+/// The identities of `revisions`, for naming.
+pub fn ids(revisions: &[PromiseRevision]) -> Vec<RevisionId> {
+    revisions
+        .iter()
+        .map(|r| RevisionId {
+            name: r.name_any(),
+            promise: r.spec.promise_ref.name.clone(),
+            version: r.spec.version.clone(),
+        })
+        .collect()
+}
+
+/// The revision a Promise asks for, given the revisions that exist: named by
+/// [`naming::revision_name`], owned by the Promise, marked latest, finalizer in place (so the
+/// revision controller never has to add it to a revision the loop created).
+pub fn desired_revision(promise: &Promise, existing: &[RevisionId]) -> PromiseRevision {
     let name = promise.name_any();
     let version = naming::promise_version(promise.metadata.labels.as_ref());
     let mut revision = PromiseRevision::new(
-        &naming::revision_name(&name, &version),
+        &naming::revision_name(&name, &version, existing),
         PromiseRevisionSpec {
             promise_ref: NameRef { name: name.clone() },
             promise_spec: Some(Value::Object(promise.spec.0.clone())),
@@ -96,19 +124,20 @@ pub fn desired_revision(promise: &Promise) -> PromiseRevision {
         },
     );
     revision.metadata.labels = Some(BTreeMap::from([
-        (LABEL_PROMISE_NAME.to_string(), name),
+        (LABEL_PROMISE_NAME.to_string(), naming::label_value(&name)),
         (LABEL_LATEST_REVISION.to_string(), "true".to_string()),
     ]));
     revision.metadata.owner_references = promise.controller_owner_ref(&()).map(|o| vec![o]);
+    revision.metadata.finalizers = Some(vec![REVISION_FINALIZER.to_string()]);
     revision
 }
 
-/// Which siblings must lose the latest mark: every revision but `current` that still has the
-/// label or `status.latest`.
-pub fn demoted(revisions: &[PromiseRevision], current: &str) -> Vec<String> {
+/// Which siblings must lose the latest mark: every revision of `promise` (by spec) but
+/// `current` that still has the label or `status.latest`.
+pub fn demoted(revisions: &[PromiseRevision], promise: &str, current: &str) -> Vec<String> {
     revisions
         .iter()
-        .filter(|r| r.name_any() != current)
+        .filter(|r| r.spec.promise_ref.name == promise && r.name_any() != current)
         .filter(|r| {
             r.labels().contains_key(LABEL_LATEST_REVISION)
                 || r.status.as_ref().is_some_and(|s| s.latest)
@@ -117,56 +146,121 @@ pub fn demoted(revisions: &[PromiseRevision], current: &str) -> Vec<String> {
         .collect()
 }
 
-async fn reconcile_promise(promise: Arc<Promise>, k: Arc<KratixCtx>) -> Result<Action, Error> {
-    let ctx = &k.ctx;
-    let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
-    let desired = desired_revision(&promise);
-    let name = desired.name_any();
-    match api.get_opt(&name).await? {
-        None => {
-            api.create(&PostParams::default(), &desired).await?;
-            let note = format!(
-                "created PromiseRevision {name} for version {:?}",
-                desired.spec.version
-            );
-            ctx.event(&*promise, false, "RevisionCreated", note).await;
-        }
-        Some(live) if needs_update(&live, &desired) => {
-            let patch = json!({
-                "metadata": {"labels": desired.metadata.labels, "ownerReferences": desired.metadata.owner_references},
-                "spec": desired.spec,
-            });
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-            let note = format!("PromiseRevision {name} updated and marked latest");
-            ctx.event(&*promise, false, "RevisionUpdated", note).await;
-        }
-        Some(_) => {}
+/// What writing `desired` over `live` changes: `None` when they already agree.
+#[derive(Debug, PartialEq)]
+pub enum Change {
+    /// `spec.promiseSpec` (or another spec field) differs: the whole spec is replaced.
+    Spec,
+    /// Only the latest label, the promise-name label or the owner is missing or wrong.
+    Marks,
+}
+
+pub fn change(live: &PromiseRevision, desired: &PromiseRevision) -> Option<Change> {
+    if live.spec != desired.spec {
+        return Some(Change::Spec);
     }
-    let live = api.get(&name).await?;
+    let label = |r: &PromiseRevision, k: &str| r.labels().get(k).cloned();
+    let marks = label(live, LABEL_LATEST_REVISION).is_none()
+        || label(live, LABEL_PROMISE_NAME) != label(desired, LABEL_PROMISE_NAME)
+        || live.metadata.owner_references != desired.metadata.owner_references;
+    marks.then_some(Change::Marks)
+}
+
+/// `live` with `desired`'s spec, labels and owner: the object to PUT (its resourceVersion
+/// guards the write), so keys dropped from the Promise are dropped from the revision.
+pub fn updated(live: &PromiseRevision, desired: &PromiseRevision) -> PromiseRevision {
+    let mut out = live.clone();
+    out.spec = desired.spec.clone();
+    let labels = out.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.extend(desired.labels().clone());
+    out.metadata.owner_references = desired.metadata.owner_references.clone();
+    out
+}
+
+async fn reconcile_promise(promise: Arc<Promise>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    if promise.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
+    let all = api.list(&ListParams::default()).await?.items;
+    let desired = desired_revision(&promise, &ids(&all));
+    let name = desired.name_any();
+    let live = match all.iter().find(|r| r.name_any() == name) {
+        None => create_revision(&api, &promise, &desired, &ctx).await?,
+        Some(live) => write_revision(&api, &promise, live, &desired, &ctx).await?,
+    };
     if !live.status.as_ref().is_some_and(|s| s.latest) {
         set_latest_status(&api, &name, true).await?;
     }
-    let selector = format!("{LABEL_PROMISE_NAME}={}", promise.name_any());
-    let siblings = api.list(&ListParams::default().labels(&selector)).await?;
-    for sibling in demoted(&siblings.items, &name) {
+    let promise_name = promise.name_any();
+    for sibling in demoted(&all, &promise_name, &name) {
         let patch = json!({"metadata": {"labels": {LABEL_LATEST_REVISION: null}}});
         api.patch(&sibling, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         set_latest_status(&api, &sibling, false).await?;
-    }
-    if let Some(ar) = offered_api(&promise) {
-        start_requests(&k, ar, promise.name_any());
+        let note = format!("PromiseRevision {sibling} is no longer the latest; {name} is");
+        let related = all.iter().find(|r| r.name_any() == sibling);
+        let related = related.map(|r| r.object_ref(&()));
+        let regarding = promise.object_ref(&());
+        ctx.event_on(&regarding, related, false, "RevisionSuperseded", note)
+            .await;
     }
     ctx.metrics.reconcile("Promise", "ok");
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
-fn needs_update(live: &PromiseRevision, desired: &PromiseRevision) -> bool {
-    live.spec != desired.spec
-        || !live.labels().contains_key(LABEL_LATEST_REVISION)
-        || live.labels().get(LABEL_PROMISE_NAME) != desired.labels().get(LABEL_PROMISE_NAME)
-        || live.metadata.owner_references != desired.metadata.owner_references
+async fn create_revision(
+    api: &Api<PromiseRevision>,
+    promise: &Promise,
+    desired: &PromiseRevision,
+    ctx: &Ctx,
+) -> Result<PromiseRevision, Error> {
+    let created = api.create(&PostParams::default(), desired).await?;
+    let note = format!(
+        "created PromiseRevision {} for version {:?}",
+        created.name_any(),
+        created.spec.version
+    );
+    let related = Some(created.object_ref(&()));
+    ctx.event_on(
+        &promise.object_ref(&()),
+        related,
+        false,
+        "RevisionCreated",
+        note,
+    )
+    .await;
+    Ok(created)
+}
+
+async fn write_revision(
+    api: &Api<PromiseRevision>,
+    promise: &Promise,
+    live: &PromiseRevision,
+    desired: &PromiseRevision,
+    ctx: &Ctx,
+) -> Result<PromiseRevision, Error> {
+    let Some(change) = change(live, desired) else {
+        return Ok(live.clone());
+    };
+    let name = live.name_any();
+    let written = api
+        .replace(&name, &PostParams::default(), &updated(live, desired))
+        .await?;
+    let (reason, note) = match change {
+        Change::Spec => (
+            "RevisionUpdated",
+            format!("replaced the spec of PromiseRevision {name} with the Promise's"),
+        ),
+        Change::Marks => (
+            "RevisionMarkedLatest",
+            format!("marked PromiseRevision {name} as the latest"),
+        ),
+    };
+    let related = Some(written.object_ref(&()));
+    ctx.event_on(&promise.object_ref(&()), related, false, reason, note)
+        .await;
+    Ok(written)
 }
 
 async fn set_latest_status(
@@ -180,31 +274,6 @@ async fn set_latest_status(
     Ok(())
 }
 
-/// The API a Promise offers (`spec.api`, a CRD): group, kind, plural and a served version.
-pub fn offered_api(promise: &Promise) -> Option<ApiResource> {
-    let spec = promise.spec.api()?.get("spec")?;
-    let group = spec.get("group")?.as_str()?.to_string();
-    let names = spec.get("names")?;
-    let kind = names.get("kind")?.as_str()?.to_string();
-    let plural = names.get("plural")?.as_str()?.to_string();
-    let versions = spec.get("versions")?.as_array()?;
-    let served = |v: &&Value| v.get("served").and_then(Value::as_bool).unwrap_or(true);
-    let storage = |v: &&Value| v.get("storage").and_then(Value::as_bool).unwrap_or(false);
-    let chosen = versions
-        .iter()
-        .filter(served)
-        .find(storage)
-        .or_else(|| versions.iter().find(served))?;
-    let version = chosen.get("name")?.as_str()?.to_string();
-    Some(ApiResource {
-        api_version: format!("{group}/{version}"),
-        group,
-        version,
-        kind,
-        plural,
-    })
-}
-
 async fn reconcile_revision(rev: Arc<PromiseRevision>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
     let result = finalizer(&api, REVISION_FINALIZER, rev, |event| async {
@@ -214,65 +283,69 @@ async fn reconcile_revision(rev: Arc<PromiseRevision>, ctx: Arc<Ctx>) -> Result<
         }
     })
     .await;
-    finish("PromiseRevision", &ctx, result)
+    finished("PromiseRevision", &ctx, result)
 }
 
-fn finish(
-    kind: &str,
-    ctx: &Ctx,
-    result: Result<Action, kube::runtime::finalizer::Error<Error>>,
-) -> Result<Action, Error> {
-    let action = result.map_err(|e| Error::Other(e.to_string()))?;
-    ctx.metrics.reconcile(kind, "ok");
-    Ok(action)
-}
-
-/// Deletes the requests whose binding pins this revision's version, then those bindings.
-async fn cleanup_revision(rev: &PromiseRevision, ctx: &Ctx) -> Result<Action, Error> {
-    let promise = rev.spec.promise_ref.name.clone();
-    let bindings: Api<ResourceBinding> = Api::all(ctx.client.clone());
-    let selector = format!("{LABEL_PROMISE_NAME}={promise}");
-    let pinned: Vec<ResourceBinding> = bindings
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
+/// The bindings a revision being deleted takes with it: those of its Promise pinned to its
+/// version, and those following `latest` when it is the latest.
+pub fn pinned_to(bindings: Vec<ResourceBinding>, rev: &PromiseRevision) -> Vec<ResourceBinding> {
+    let latest = is_latest(rev);
+    bindings
         .into_iter()
-        .filter(|b| b.spec.version == rev.spec.version)
-        .collect();
-    let offered = Api::<Promise>::all(ctx.client.clone())
-        .get_opt(&promise)
-        .await?
-        .and_then(|p| offered_api(&p));
-    for binding in &pinned {
+        .filter(|b| b.spec.promise_ref.name == rev.spec.promise_ref.name)
+        .filter(|b| {
+            b.spec.version == rev.spec.version || (latest && b.spec.version == VERSION_LATEST)
+        })
+        .collect()
+}
+
+/// Deletes the requests whose binding pins this revision, then those bindings. The request
+/// kind comes from the revision's own copy of the Promise API (`spec.promiseSpec.api`): the
+/// Promise may be gone already.
+async fn cleanup_revision(rev: &PromiseRevision, ctx: &Ctx) -> Result<Action, Error> {
+    let client = &ctx.client;
+    let kind = rev
+        .spec
+        .promise_spec
+        .as_ref()
+        .and_then(|s| s.get("api"))
+        .and_then(requests::offered_api);
+    let all: Api<ResourceBinding> = Api::all(client.clone());
+    let selector = format!(
+        "{LABEL_PROMISE_NAME}={}",
+        naming::label_value(&rev.spec.promise_ref.name)
+    );
+    let listed = all.list(&ListParams::default().labels(&selector)).await?;
+    let regarding = rev.object_ref(&());
+    for binding in pinned_to(listed.items, rev) {
         let ns = binding.namespace().unwrap_or_default();
-        if let Some(ar) = &offered {
-            let requests: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, ar);
-            ignore_missing(
-                requests
-                    .delete(&binding.spec.resource_ref.name, &DeleteParams::default())
-                    .await,
-            )?;
+        let request = binding.spec.resource_ref.name.clone();
+        if let Some(ar) = &kind
+            && let Some(deleted) = requests::delete_request(client, ar, &ns, &request).await?
+        {
+            let note = format!(
+                "deleted {} {ns}/{request}: its ResourceBinding pins version {:?}",
+                ar.kind, rev.spec.version
+            );
+            ctx.event_on(&regarding, Some(deleted), false, "RequestDeleted", note)
+                .await;
         }
-        let api: Api<ResourceBinding> = Api::namespaced(ctx.client.clone(), &ns);
-        ignore_missing(
-            api.delete(&binding.name_any(), &DeleteParams::default())
-                .await,
-        )?;
-        let note = format!(
-            "deleted request {ns}/{} pinned to version {:?}",
-            binding.spec.resource_ref.name, rev.spec.version
-        );
-        ctx.event(rev, false, "RequestDeleted", note).await;
+        let api: Api<ResourceBinding> = Api::namespaced(client.clone(), &ns);
+        if requests::delete_binding(&api, &binding).await? {
+            let note = format!(
+                "deleted ResourceBinding {ns}/{} pinned to version {:?}",
+                binding.name_any(),
+                rev.spec.version
+            );
+            let related = Some(binding.object_ref(&()));
+            ctx.event_on(&regarding, related, false, "BindingDeleted", note)
+                .await;
+        }
+        if let Some(ar) = &kind {
+            requests::release_request(client, ar, &ns, &request).await?;
+        }
     }
     Ok(Action::await_change())
-}
-
-fn ignore_missing<T>(result: Result<T, kube::Error>) -> Result<(), Error> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 async fn reconcile_binding(binding: Arc<ResourceBinding>, ctx: Arc<Ctx>) -> Result<Action, Error> {
@@ -280,12 +353,7 @@ async fn reconcile_binding(binding: Arc<ResourceBinding>, ctx: Arc<Ctx>) -> Resu
         return Ok(Action::await_change());
     }
     let promise = &binding.spec.promise_ref.name;
-    let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
-    let selector = format!("{LABEL_PROMISE_NAME}={promise}");
-    let revisions = api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
+    let revisions = revisions_of(&ctx, promise).await?;
     let versions: Vec<String> = revisions.iter().map(|r| r.spec.version.clone()).collect();
     let latest = revisions
         .iter()
@@ -315,203 +383,43 @@ async fn reconcile_binding(binding: Arc<ResourceBinding>, ctx: Arc<Ctx>) -> Resu
             &Patch::Merge(&patch),
         )
         .await?;
-    let warning = resolved.is_none();
-    ctx.event(&*binding, warning, &condition.reason, condition.message)
-        .await;
+    let related = resolved.as_ref().and_then(|v| {
+        revisions
+            .iter()
+            .find(|r| r.spec.version == *v)
+            .map(|r| r.object_ref(&()))
+    });
+    ctx.event_on(
+        &binding.object_ref(&()),
+        related,
+        resolved.is_none(),
+        &condition.reason,
+        condition.message,
+    )
+    .await;
     ctx.metrics.reconcile("ResourceBinding", "ok");
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
-/// Starts one controller per offered kind, once.
-fn start_requests(k: &Arc<KratixCtx>, ar: ApiResource, promise: String) {
-    let key = format!("{}/{}/{}", ar.group, ar.version, ar.plural);
-    let fresh = k.started.lock().map(|mut s| s.insert(key)).unwrap_or(false);
-    if !fresh {
-        return;
-    }
-    let ctx = Arc::new(RequestCtx {
-        ctx: k.ctx.clone(),
-        ar: ar.clone(),
-        promise: promise.clone(),
-    });
-    let client = k.ctx.client.clone();
-    let requests = Api::<DynamicObject>::all_with(client.clone(), &ar);
-    let selector = format!("{LABEL_PROMISE_NAME}={promise}");
-    let mapped = ar.clone();
-    let controller = Controller::new_with(requests, watcher::Config::default(), ar)
-        .watches(
-            Api::<ResourceBinding>::all(client),
-            watcher::Config::default().labels(&selector),
-            move |b| {
-                let name = b.labels().get(LABEL_RESOURCE_NAME).cloned();
-                let ns = b.namespace();
-                name.zip(ns)
-                    .map(|(n, ns)| ObjectRef::new_with(&n, mapped.clone()).within(&ns))
-            },
-        )
-        .run(
-            reconcile_request,
-            |_, e, c: Arc<RequestCtx>| on_error("ResourceRequest", e, &c.ctx),
-            ctx,
-        )
-        .for_each(|_| async {});
-    tokio::spawn(controller);
-}
-
-struct RequestCtx {
-    ctx: Arc<Ctx>,
-    ar: ApiResource,
-    promise: String,
-}
-
-/// The binding a request should have, pinned to `version`.
-pub fn binding_for(request: &DynamicObject, promise: &str, version: &str) -> ResourceBinding {
-    let name = request.name_any();
-    let ns = request.namespace().unwrap_or_default();
-    let hash = naming::short_hash(&format!("{ns}/{name}"));
-    let mut binding = ResourceBinding::new(
-        &format!("{name}-{promise}-{hash}"),
-        ResourceBindingSpec {
-            promise_ref: NameRef {
-                name: promise.into(),
-            },
-            resource_ref: ResourceRef {
-                name: name.clone(),
-                namespace: ns.clone(),
-            },
-            version: version.into(),
-        },
-    );
-    binding.metadata.namespace = Some(ns);
-    binding.metadata.labels = Some(BTreeMap::from([
-        (LABEL_PROMISE_NAME.to_string(), promise.to_string()),
-        (LABEL_RESOURCE_NAME.to_string(), name),
-    ]));
-    binding
-}
-
-/// The version a new binding gets: the remembered one, else the latest revision's.
-pub fn version_for(request: &DynamicObject, latest: Option<&str>) -> Option<String> {
-    request
-        .annotations()
-        .get(BOUND_VERSION)
-        .filter(|v| !v.is_empty())
-        .cloned()
-        .or_else(|| latest.map(str::to_string))
-}
-
-async fn reconcile_request(
-    request: Arc<DynamicObject>,
-    rc: Arc<RequestCtx>,
-) -> Result<Action, Error> {
-    let ns = request.namespace().unwrap_or_default();
-    let api: Api<DynamicObject> = Api::namespaced_with(rc.ctx.client.clone(), &ns, &rc.ar);
-    let result = finalizer(&api, REQUEST_FINALIZER, request, |event| async {
-        match event {
-            Finalizer::Apply(r) => ensure_binding(&r, &rc, &api).await,
-            Finalizer::Cleanup(r) => delete_bindings(&r, &rc).await,
-        }
-    })
-    .await;
-    finish("ResourceRequest", &rc.ctx, result)
-}
-
-async fn bindings_of(
-    request: &DynamicObject,
-    rc: &RequestCtx,
-) -> Result<(Api<ResourceBinding>, Vec<ResourceBinding>), Error> {
-    let ns = request.namespace().unwrap_or_default();
-    let api: Api<ResourceBinding> = Api::namespaced(rc.ctx.client.clone(), &ns);
-    let selector = format!(
-        "{LABEL_PROMISE_NAME}={},{LABEL_RESOURCE_NAME}={}",
-        rc.promise,
-        request.name_any()
-    );
-    let items = api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    Ok((api, items))
-}
-
-async fn ensure_binding(
-    request: &DynamicObject,
-    rc: &RequestCtx,
-    requests: &Api<DynamicObject>,
-) -> Result<Action, Error> {
-    let (api, found) = bindings_of(request, rc).await?;
-    let version = match found.as_slice() {
-        [one] => one.spec.version.clone(),
-        [] => {
-            let latest = latest_version(&rc.ctx, &rc.promise).await?;
-            let Some(version) = version_for(request, latest.as_deref()) else {
-                return Err(Error::Other(format!(
-                    "Promise {:?} has no latest PromiseRevision yet",
-                    rc.promise
-                )));
-            };
-            let binding = binding_for(request, &rc.promise, &version);
-            api.create(&PostParams::default(), &binding).await?;
-            let note = format!(
-                "created ResourceBinding {} at version {version:?}",
-                binding.name_any()
-            );
-            rc.ctx
-                .event_ref(&reference(request, &rc.ar), false, "BindingCreated", note)
-                .await;
-            version
-        }
-        _ => {
-            return Err(Error::Other(format!(
-                "found multiple ResourceBindings for Resource {} in namespace {};there should be one ResourceBinding per Resource",
-                request.name_any(),
-                request.namespace().unwrap_or_default()
-            )));
-        }
-    };
-    if request.annotations().get(BOUND_VERSION) != Some(&version) {
-        let patch = json!({"metadata": {"annotations": {BOUND_VERSION: version}}});
-        requests
-            .patch(
-                &request.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
-    }
-    Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-async fn delete_bindings(request: &DynamicObject, rc: &RequestCtx) -> Result<Action, Error> {
-    let (api, found) = bindings_of(request, rc).await?;
-    for binding in found {
-        ignore_missing(
-            api.delete(&binding.name_any(), &DeleteParams::default())
-                .await,
-        )?;
-        let note = format!(
-            "deleted ResourceBinding {} with its request",
-            binding.name_any()
-        );
-        rc.ctx
-            .event_ref(&reference(request, &rc.ar), false, "BindingDeleted", note)
-            .await;
-    }
-    Ok(Action::await_change())
-}
-
-async fn latest_version(ctx: &Ctx, promise: &str) -> Result<Option<String>, Error> {
+/// The revisions of `promise`, found by label and confirmed by spec.
+async fn revisions_of(ctx: &Ctx, promise: &str) -> Result<Vec<PromiseRevision>, Error> {
     let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
-    let selector = format!("{LABEL_PROMISE_NAME}={promise},{LABEL_LATEST_REVISION}=true");
-    let items = api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    Ok(items.first().map(|r| r.spec.version.clone()))
+    let selector = format!("{LABEL_PROMISE_NAME}={}", naming::label_value(promise));
+    let items = api.list(&ListParams::default().labels(&selector)).await?;
+    Ok(items
+        .items
+        .into_iter()
+        .filter(|r| r.spec.promise_ref.name == promise)
+        .collect())
 }
 
-fn reference(object: &DynamicObject, ar: &ApiResource) -> ObjectReference {
-    object.object_ref(ar)
+/// The version of `promise`'s latest revision, if it has one.
+pub async fn latest_version(ctx: &Ctx, promise: &str) -> Result<Option<String>, Error> {
+    let revisions = revisions_of(ctx, promise).await?;
+    Ok(revisions
+        .iter()
+        .find(|r| r.labels().contains_key(LABEL_LATEST_REVISION))
+        .map(|r| r.spec.version.clone()))
 }
 
 #[cfg(test)]
@@ -534,9 +442,13 @@ mod tests {
         p
     }
 
+    fn desired(version: Option<&str>) -> PromiseRevision {
+        desired_revision(&promise(version), &[])
+    }
+
     #[test]
     fn a_promise_asks_for_its_versions_revision() {
-        let r = desired_revision(&promise(Some("v0.2.0")));
+        let r = desired(Some("v0.2.0"));
         assert_eq!(r.name_any(), "redis-v0.2.0");
         assert_eq!(r.spec.version, "v0.2.0");
         assert_eq!(r.spec.promise_ref.name, "redis");
@@ -554,78 +466,117 @@ mod tests {
             r.labels().get(LABEL_PROMISE_NAME).map(String::as_str),
             Some("redis")
         );
+        assert_eq!(r.finalizers(), [REVISION_FINALIZER.to_string()]);
         let owner = r.metadata.owner_references.unwrap_or_default();
         assert_eq!(
             owner.first().map(|o: &OwnerReference| o.kind.as_str()),
             Some("Promise")
         );
-        assert_eq!(desired_revision(&promise(None)).name_any(), "redis-not-set");
+        assert_eq!(desired(None).name_any(), "redis-not-set");
     }
 
     #[test]
-    fn latest_moves_off_every_sibling() {
-        let mut old = desired_revision(&promise(Some("v0.1.0")));
+    fn a_taken_seed_name_falls_back_and_stays() {
+        let taken = [RevisionId {
+            name: "redis-v0.2.0".into(),
+            promise: "redis-v0.2.0-owner".into(),
+            version: "x".into(),
+        }];
+        let r = desired_revision(&promise(Some("v0.2.0")), &taken);
+        assert_ne!(r.name_any(), "redis-v0.2.0");
+        assert!(naming::is_dns_subdomain(&r.name_any()));
+    }
+
+    #[test]
+    fn latest_moves_off_every_sibling_of_the_same_promise() {
+        let mut old = desired(Some("v0.1.0"));
         old.status = Some(PromiseRevisionStatus { latest: true });
-        let mut plain = desired_revision(&promise(Some("v0.0.1")));
+        let mut plain = desired(Some("v0.0.1"));
         plain
             .metadata
             .labels
             .as_mut()
             .map(|l| l.remove(LABEL_LATEST_REVISION));
-        let new = desired_revision(&promise(Some("v0.2.0")));
-        let all = [old, plain, new];
+        let new = desired(Some("v0.2.0"));
+        let mut stranger = desired(Some("v9"));
+        stranger.spec.promise_ref.name = "other".into();
+        let all = [old, plain, new, stranger];
         assert_eq!(
-            demoted(&all, "redis-v0.2.0"),
+            demoted(&all, "redis", "redis-v0.2.0"),
             vec!["redis-v0.1.0".to_string()]
         );
         assert_eq!(
-            demoted(&all, "redis-v0.1.0"),
+            demoted(&all, "redis", "redis-v0.1.0"),
             vec!["redis-v0.2.0".to_string()]
         );
     }
 
     #[test]
-    fn the_offered_api_is_read_from_the_promise() {
-        let ar = offered_api(&promise(None)).map(|a| (a.group, a.version, a.kind, a.plural));
-        let want = ("marketplace.kratix.io", "v1alpha1", "redis", "redis");
-        assert_eq!(
-            ar,
-            Some((want.0.into(), want.1.into(), want.2.into(), want.3.into()))
+    fn a_same_version_update_replaces_the_spec_and_an_equal_one_writes_nothing() {
+        let mut with_selectors = promise(Some("v1"));
+        with_selectors.spec.0.insert(
+            "destinationSelectors".into(),
+            json!([{"matchLabels": {"a": "b"}}]),
         );
-        assert!(offered_api(&Promise::new("x", PromiseSpec::default())).is_none());
+        let live = desired_revision(&with_selectors, &[]);
+        let wanted = desired(Some("v1"));
+        assert_eq!(change(&live, &wanted), Some(Change::Spec));
+        let written = updated(&live, &wanted);
+        let spec = written.spec.promise_spec.as_ref().unwrap();
+        assert!(spec.get("destinationSelectors").is_none(), "{spec}");
+        assert_eq!(change(&written, &wanted), None);
+        let mut unmarked = wanted.clone();
+        unmarked
+            .metadata
+            .labels
+            .as_mut()
+            .map(|l| l.remove(LABEL_LATEST_REVISION));
+        unmarked
+            .metadata
+            .labels
+            .as_mut()
+            .map(|l| l.insert("team".into(), "a".into()));
+        assert_eq!(change(&unmarked, &wanted), Some(Change::Marks));
+        let marked = updated(&unmarked, &wanted);
+        assert_eq!(marked.labels().get("team").map(String::as_str), Some("a"));
+        assert_eq!(change(&marked, &wanted), None);
     }
 
     #[test]
-    fn a_request_gets_one_labelled_binding() {
-        let mut request = DynamicObject::new("example", &ApiResource::erase::<Promise>(&()));
-        request.metadata.namespace = Some("team".into());
-        let b = binding_for(&request, "redis", "v0.1.0");
-        let hash = naming::short_hash("team/example");
-        assert_eq!(b.name_any(), format!("example-redis-{hash}"));
-        assert_eq!(b.namespace().as_deref(), Some("team"));
-        assert_eq!(b.spec.resource_ref.namespace, "team");
-        assert_eq!(
-            b.labels().get(LABEL_RESOURCE_NAME).map(String::as_str),
-            Some("example")
-        );
-        assert_eq!(
-            version_for(&request, Some("v0.2.0")).as_deref(),
-            Some("v0.2.0")
-        );
-        request.metadata.annotations = Some(BTreeMap::from([(
-            BOUND_VERSION.to_string(),
-            "v0.1.0".to_string(),
-        )]));
-        assert_eq!(
-            version_for(&request, Some("v0.2.0")).as_deref(),
-            Some("v0.1.0")
-        );
-        assert_eq!(
-            version_for(
-                &DynamicObject::new("x", &ApiResource::erase::<Promise>(&())),
-                None
-            ),
-            None
-        );
+    fn a_deleted_revision_takes_the_bindings_pinned_to_it() {
+        let binding = |name: &str, promise: &str, version: &str| {
+            let mut b = ResourceBinding::new(
+                name,
+                ResourceBindingSpec {
+                    promise_ref: NameRef {
+                        name: promise.into(),
+                    },
+                    resource_ref: ResourceRef {
+                        name: name.into(),
+                        namespace: "default".into(),
+                    },
+                    version: version.into(),
+                },
+            );
+            b.metadata.namespace = Some("default".into());
+            b
+        };
+        let all = || {
+            vec![
+                binding("a", "redis", "v1"),
+                binding("b", "redis", "v2"),
+                binding("c", "redis", "latest"),
+                binding("d", "other", "v1"),
+            ]
+        };
+        let names = |bs: Vec<ResourceBinding>| bs.iter().map(|b| b.name_any()).collect::<Vec<_>>();
+        let mut old = desired(Some("v1"));
+        old.metadata
+            .labels
+            .as_mut()
+            .map(|l| l.remove(LABEL_LATEST_REVISION));
+        assert_eq!(names(pinned_to(all(), &old)), ["a"]);
+        let latest = desired(Some("v2"));
+        assert_eq!(names(pinned_to(all(), &latest)), ["b", "c"]);
     }
 }

@@ -8,8 +8,16 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Client, Error};
 
 pub const LEASE_NAME: &str = "bindguard-reconcile";
+/// How long a Lease holds without renewal before another replica may take it.
 pub const LEASE_SECONDS: i32 = 15;
-pub const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// The leader stops acting when no renewal has succeeded for this long: well inside
+/// `LEASE_SECONDS`, so it has stopped before anyone else can take over.
+pub const RENEW_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often the leader renews and a follower tries to acquire.
+pub const RETRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
+// A leader notices a missed deadline at most one retry period late: still inside the lease.
+const _: () = assert!(RENEW_DEADLINE.as_secs() + RETRY_PERIOD.as_secs() < LEASE_SECONDS as u64);
 
 /// This replica's identity: POD_NAME, else hostname and pid.
 pub fn identity() -> String {
@@ -66,6 +74,21 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Step {
     }
 }
 
+/// The spec that gives up `spec` when `me` holds it: no holder, a one-second duration renewed
+/// `now`; `None` when someone else holds it.
+pub fn released(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Option<LeaseSpec> {
+    let spec = spec?;
+    if spec.holder_identity.as_deref() != Some(me) {
+        return None;
+    }
+    Some(LeaseSpec {
+        holder_identity: None,
+        lease_duration_seconds: Some(1),
+        renew_time: Some(MicroTime(now)),
+        ..spec.clone()
+    })
+}
+
 impl Elector {
     pub fn new(client: Client) -> Self {
         Elector {
@@ -103,6 +126,22 @@ impl Elector {
             Err(Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Gives the Lease up if this replica holds it: no holder, expired at once, so the next
+    /// follower to try takes it.
+    pub async fn release(&self) -> Result<(), Error> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
+        let Some(mut lease) = api.get_opt(LEASE_NAME).await? else {
+            return Ok(());
+        };
+        let Some(spec) = released(lease.spec.as_ref(), &self.identity, Timestamp::now()) else {
+            return Ok(());
+        };
+        lease.spec = Some(spec);
+        api.replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await?;
+        Ok(())
     }
 
     async fn create(&mut self, now: Timestamp) -> Result<bool, Error> {
@@ -155,5 +194,15 @@ mod tests {
         assert_eq!(decide(Some(&spec("other", now)), "me", now), Step::Follow);
         let old = now - SignedDuration::from_secs(60);
         assert_eq!(decide(Some(&spec("other", old)), "me", now), Step::TakeOver);
+    }
+
+    #[test]
+    fn a_released_lease_is_taken_at_once_and_only_the_holder_releases() {
+        let now = Timestamp::now();
+        assert_eq!(released(Some(&spec("other", now)), "me", now), None);
+        assert_eq!(released(None, "me", now), None);
+        let given_up = released(Some(&spec("me", now)), "me", now).unwrap();
+        assert_eq!(given_up.holder_identity, None);
+        assert_eq!(decide(Some(&given_up), "next", now), Step::TakeOver);
     }
 }

@@ -6,6 +6,7 @@ pub mod kratix;
 pub mod leader;
 pub mod openchoreo;
 pub mod promote;
+pub mod requests;
 
 use crate::cluster::ClusterView;
 use crate::metrics::Metrics;
@@ -15,6 +16,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// What every reconcile shares.
 pub struct Ctx {
@@ -51,6 +54,20 @@ impl Ctx {
         reason: &str,
         note: String,
     ) {
+        self.event_on(reference, None, warning, reason, note).await;
+    }
+
+    /// Publishes an Event on `regarding` about `related`, the object acted on. Events with the
+    /// same reason on the same pair are folded into one series (keeping the first note), so
+    /// each distinct action on each object gets its own Event.
+    pub async fn event_on(
+        &self,
+        regarding: &k8s_openapi::api::core::v1::ObjectReference,
+        related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -59,10 +76,10 @@ impl Ctx {
             },
             reason: reason.into(),
             note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
+            action: reason.into(),
+            secondary: related,
         };
-        if let Err(error) = self.recorder.publish(&event, reference).await {
+        if let Err(error) = self.recorder.publish(&event, regarding).await {
             tracing::warn!(%error, reason, "could not publish event");
         }
     }
@@ -83,9 +100,27 @@ pub fn on_error(kind: &str, error: &Error, ctx: &Ctx) -> Action {
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs the loop until the process ends: follow until leading, then run the controllers while
-/// renewing; a lost lease stops them and goes back to following.
-pub async fn run(client: Client, metrics: Arc<Metrics>, view: Arc<dyn ClusterView>) {
+/// A reconcile's outcome from kube's finalizer helper, counted.
+pub fn finished(
+    kind: &str,
+    ctx: &Ctx,
+    result: Result<Action, kube::runtime::finalizer::Error<Error>>,
+) -> Result<Action, Error> {
+    let action = result.map_err(|e| Error::Other(e.to_string()))?;
+    ctx.metrics.reconcile(kind, "ok");
+    Ok(action)
+}
+
+/// Runs the loop until `shutdown` turns true: follow until leading, then run the controllers
+/// while renewing. Losing the Lease (or not renewing it within the renew deadline) stops every
+/// controller the term started before following again. On shutdown the controllers are
+/// stopped and the Lease released, so another replica takes over at once.
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    view: Arc<dyn ClusterView>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut elector = leader::Elector::new(client.clone());
     let reporter = Reporter {
         controller: "bindguard".into(),
@@ -98,40 +133,103 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, view: Arc<dyn ClusterVie
         view,
         schemas: SchemaCache::new(),
     });
-    let mut running: Option<tokio::task::JoinHandle<()>> = None;
     loop {
-        let leading = match elector.try_lead().await {
-            Ok(leading) => leading,
-            Err(error) => {
-                tracing::warn!(%error, "lease renewal failed");
-                false
-            }
+        let won = tokio::select! {
+            won = follow(&mut elector) => won,
+            () = shutdown_requested(&mut shutdown) => return,
         };
-        match (leading, running.is_some()) {
-            (true, false) => {
-                tracing::info!(identity = %elector.identity, "leading: starting controllers");
-                running = Some(tokio::spawn(controllers(ctx.clone())));
-            }
-            (false, true) => {
-                tracing::warn!("lost the lease: stopping controllers");
-                if let Some(task) = running.take() {
-                    task.abort();
-                }
-            }
-            _ => {}
+        tracing::info!(identity = %elector.identity, "leading: starting controllers");
+        let term = lead(&ctx, &mut elector, won, &mut shutdown).await;
+        if term == Term::Shutdown {
+            release(&elector).await;
+            return;
         }
-        let pause = if leading {
-            leader::RENEW_EVERY
-        } else {
-            Duration::from_secs(2)
-        };
-        tokio::time::sleep(pause).await;
+        tracing::warn!("lost the lease: controllers stopped");
     }
 }
 
-async fn controllers(ctx: Arc<Ctx>) {
+/// Resolves when `shutdown` turns true; never when its sender is gone without saying so.
+async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Tries to acquire the Lease every retry period; returns when the attempt that started at the
+/// returned instant won it.
+async fn follow(elector: &mut leader::Elector) -> Instant {
+    loop {
+        let started = Instant::now();
+        let attempt = tokio::time::timeout(leader::RENEW_DEADLINE, elector.try_lead()).await;
+        match attempt {
+            Ok(Ok(true)) => return started,
+            Ok(Err(error)) => tracing::warn!(%error, "lease acquisition failed"),
+            _ => {}
+        }
+        tokio::time::sleep(leader::RETRY_PERIOD).await;
+    }
+}
+
+/// How a leadership term ended.
+#[derive(Debug, PartialEq)]
+enum Term {
+    Lost,
+    Shutdown,
+}
+
+/// One leadership term: the controllers run until the Lease is lost or shutdown is asked;
+/// either way every task the term started has stopped when this returns.
+async fn lead(
+    ctx: &Arc<Ctx>,
+    elector: &mut leader::Elector,
+    won: Instant,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Term {
+    let registry = Arc::new(requests::Registry::new(ctx.clone()));
+    let session = tokio::spawn(controllers(ctx.clone(), registry.clone()));
+    let term = tokio::select! {
+        () = hold(elector, won) => Term::Lost,
+        () = shutdown_requested(shutdown) => Term::Shutdown,
+    };
+    session.abort();
+    let _ = session.await;
+    registry.stop_all().await;
+    term
+}
+
+/// Renews every retry period; returns when the Lease is held by someone else or no renewal
+/// has succeeded within the renew deadline (shorter than the lease duration, so this replica
+/// stops before another may take over).
+async fn hold(elector: &mut leader::Elector, won: Instant) {
+    let mut renewed = won;
+    loop {
+        tokio::time::sleep(leader::RETRY_PERIOD).await;
+        let started = Instant::now();
+        let deadline = renewed + leader::RENEW_DEADLINE;
+        match tokio::time::timeout_at(deadline, elector.try_lead()).await {
+            Ok(Ok(true)) => renewed = started,
+            Ok(Ok(false)) => return,
+            Ok(Err(error)) => tracing::warn!(%error, "lease renewal failed"),
+            Err(_) => tracing::warn!("lease renewal timed out"),
+        }
+        if Instant::now() >= renewed + leader::RENEW_DEADLINE {
+            return;
+        }
+    }
+}
+
+/// Gives the Lease up so a follower takes over without waiting for it to expire.
+async fn release(elector: &leader::Elector) {
+    match tokio::time::timeout(leader::RENEW_DEADLINE, elector.release()).await {
+        Ok(Ok(())) => tracing::info!(identity = %elector.identity, "released the lease"),
+        Ok(Err(error)) => tracing::warn!(%error, "could not release the lease"),
+        Err(_) => tracing::warn!("releasing the lease timed out"),
+    }
+}
+
+async fn controllers(ctx: Arc<Ctx>, registry: Arc<requests::Registry>) {
     tokio::join!(
-        kratix::run(ctx.clone()),
+        kratix::run(ctx.clone(), registry),
         openchoreo::run(ctx.clone()),
         openchoreo::cascade_resource_deletion(ctx),
     );

@@ -458,7 +458,16 @@ fn start_bindguard(
 }
 
 /// The API groups of the resource requests the scenarios' Promises offer.
-const REQUEST_GROUPS: &[&str] = &["marketplace.kratix.io", "kv.example.dev"];
+const REQUEST_GROUPS: &[&str] = &[
+    "marketplace.kratix.io",
+    "kv.example.dev",
+    "ld.example.dev",
+    "other.example.dev",
+    "db.kl.example.dev",
+    "deep.kl.example.dev",
+    "long.kl.example.dev",
+    "widget.kl.example.dev",
+];
 
 /// `rbac.yaml` with its resource-request rule granted on `groups`, as an installer lists the
 /// groups of its Promises there.

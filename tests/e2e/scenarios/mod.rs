@@ -6,6 +6,8 @@
 
 mod deploy;
 mod kratix;
+mod kratix_loop;
+mod leader;
 mod openchoreo;
 mod privilege;
 mod reconcile;
@@ -50,6 +52,8 @@ pub fn all() -> Vec<&'static Scenario> {
         deploy::SCENARIOS,
         openchoreo::SCENARIOS,
         kratix::SCENARIOS,
+        kratix_loop::SCENARIOS,
+        leader::SCENARIOS,
         reconcile::SCENARIOS,
         updates::SCENARIOS,
         view::SCENARIOS,
