@@ -77,3 +77,39 @@ fn webhook_manifests_match_the_generator() {
         assert_eq!(found, wanted, "{file} drifted from src/webhook_config.rs");
     }
 }
+
+/// The Helm chart's webhook configurations are the generator's, with the Service, namespace and
+/// CA left to the chart's values.
+#[test]
+fn helm_webhooks_match_the_generator() {
+    use bindguard::webhook_config::{Target, cert_manager_variant, configurations};
+    const NS: &str = "HELM-NAMESPACE";
+    const NAME: &str = "HELM-NAME";
+    let service = format!("{NS}/{NAME}");
+    let target = || Target::service(&service).expect("valid service");
+    let yaml = |configs: [serde_json::Value; 2]| {
+        serde_saphyr::to_string_multiple(&configs)
+            .expect("serialises")
+            .replace(bindguard::webhook_config::OWN_NAMESPACE, NS)
+            .replace(NS, "{{ .Release.Namespace }}")
+            .replace(NAME, "{{ include \"bindguard.name\" . }}")
+            .replace("HELM-CA-BUNDLE", "{{ .Values.tls.caBundle | quote }}")
+    };
+    let wanted = format!(
+        "{{{{- /* Generated from src/webhook_config.rs by tests/crds.rs \
+         (BINDGUARD_UPDATE_CRDS=1 cargo test --test crds): do not edit. */ -}}}}\n\
+         {{{{- if .Values.tls.certManager.enabled }}}}\n{}{{{{- else }}}}\n{}{{{{- end }}}}\n",
+        yaml(cert_manager_variant(&target(), &service)),
+        yaml(configurations(&target(), Some("HELM-CA-BUNDLE"))),
+    );
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/bindguard/templates/webhooks.yaml");
+    if std::env::var_os("BINDGUARD_UPDATE_CRDS").is_some() {
+        std::fs::write(&path, &wanted).expect("write chart webhooks");
+    }
+    let found = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        found, wanted,
+        "the chart's webhooks drifted from src/webhook_config.rs"
+    );
+}

@@ -37,6 +37,8 @@ pub struct Cluster {
     bindguard: RefCell<Proc>,
     /// How bindguard was started, so that it can be started again (and replicas beside it).
     launch: Launch,
+    /// Where kube-apiserver, kubectl, etcd and helm were provisioned.
+    tools: PathBuf,
     apiserver: Proc,
     etcd: Proc,
     admin_addr: SocketAddr,
@@ -48,7 +50,10 @@ pub struct Cluster {
 impl Cluster {
     /// Provisions the binaries, starts every process and waits until the webhook is called.
     pub fn start() -> Result<Cluster> {
-        let tools = step("provision kube-apiserver, kubectl and etcd", provision)?;
+        let tools = step(
+            "provision kube-apiserver, kubectl, etcd and helm",
+            provision,
+        )?;
         let dir = Workdir::create()?;
         let ports = Ports::pick()?;
         let pki = Pki::write(&dir.join("pki"))?;
@@ -65,6 +70,7 @@ impl Cluster {
             kubectl,
             bindguard: RefCell::new(bindguard),
             launch,
+            tools: tools.clone(),
             apiserver,
             etcd,
             admin_addr,
@@ -126,6 +132,11 @@ impl Cluster {
     /// Where the logs and certificates live.
     pub fn dir(&self) -> &Path {
         &self.dir.0
+    }
+
+    /// The path of a provisioned tool (`kubectl`, `helm`, ...).
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.tools.join(name)
     }
 
     /// The whole log of the main bindguard process (all its runs, appended).
@@ -275,7 +286,7 @@ fn provision() -> Result<PathBuf> {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let dir = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
-    for bin in ["etcd", "kube-apiserver", "kubectl"] {
+    for bin in ["etcd", "kube-apiserver", "kubectl", "helm"] {
         ensure!(
             dir.join(bin).is_file(),
             "provision.sh printed {dir:?}, which has no {bin}"

@@ -5,7 +5,10 @@ use std::path::Path;
 use super::*;
 
 /// This area's scenarios, in order: `scenario!(function)` for each `fn function(c: &Cluster)`.
-pub const SCENARIOS: &[Scenario] = &[scenario!(manifests_pass_server_dry_run)];
+pub const SCENARIOS: &[Scenario] = &[
+    scenario!(manifests_pass_server_dry_run),
+    scenario!(helm_chart_lints_renders_and_passes_server_dry_run),
+];
 
 /// What the deploy manifests must contain, as kubectl names it in `apply` output.
 const EXPECTED: &[&str] = &[
@@ -40,4 +43,82 @@ fn manifests_pass_server_dry_run(c: &Cluster) {
             "no {kind}... in the dry run:\n{out}"
         );
     }
+}
+
+/// Runs the provisioned `helm` with `args`; panics with its output unless it succeeds.
+fn helm(c: &Cluster, args: &[&str]) -> String {
+    let out = std::process::Command::new(c.tool("helm"))
+        .args(args)
+        .env("HELM_CACHE_HOME", c.dir().join("helm-cache"))
+        .env("HELM_CONFIG_HOME", c.dir().join("helm-config"))
+        .env("HELM_DATA_HOME", c.dir().join("helm-data"))
+        .output()
+        .expect("run helm");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "helm {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    stdout.into_owned()
+}
+
+/// `helm lint` passes with the default and with every value set; both render; the default
+/// rendering is accepted by the real API server (`--dry-run=server`) and holds every kind a
+/// deployment needs; the full one carries what its values ask for.
+fn helm_chart_lints_renders_and_passes_server_dry_run(c: &Cluster) {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/bindguard");
+    let chart = chart.display().to_string();
+    let full = format!("{chart}/ci/full-values.yaml");
+    helm(c, &["lint", "--strict", &chart]);
+    helm(c, &["lint", "--strict", &chart, "--values", &full]);
+    let ns = ["--namespace", "bindguard-system"];
+    let default = helm(
+        c,
+        &[&["template", "bindguard", &chart][..], &ns[..]].concat(),
+    );
+    let out = c
+        .kubectl
+        .run_with_stdin(&["apply", "--dry-run=server", "-f", "-"], Some(&default))
+        .ok();
+    for kind in EXPECTED.iter().chain(&[
+        "customresourcedefinition.apiextensions.k8s.io/",
+        "networkpolicy.networking.k8s.io/",
+    ]) {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(kind) && l.ends_with("(server dry run)")),
+            "no {kind}... in the dry run of the chart:\n{out}"
+        );
+    }
+    let rendered = helm(
+        c,
+        &[
+            &["template", "bindguard", &chart, "--values", &full][..],
+            &ns[..],
+        ]
+        .concat(),
+    );
+    for wanted in [
+        "kind: Certificate",
+        "cert-manager.io/inject-ca-from: bindguard-system/guard",
+        "--references=strict",
+        "--no-reconcile",
+        "--controller-user=system:serviceaccount:platform:deployer",
+        "cidr: 10.0.0.0/16",
+        "cost-center: \"42\"",
+        "replicas: 3",
+    ] {
+        assert!(
+            rendered.contains(wanted),
+            "{wanted:?} not in the full rendering:\n{rendered}"
+        );
+    }
+    assert!(
+        !rendered.contains("kind: CustomResourceDefinition"),
+        "installCRDs: false still renders CRDs"
+    );
 }
