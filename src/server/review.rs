@@ -139,7 +139,8 @@ fn respond(head: &Head, judged: Result<Judged, ReviewError>) -> (Response, Verdi
             (Json(judged.response).into_response(), verdict)
         }
         Err(error) => {
-            tracing::info!(%error, "not an AdmissionReview");
+            tracing::info!("refused: not an AdmissionReview");
+            tracing::debug!(%error, "why it is not an AdmissionReview");
             let response = error_response(StatusCode::BAD_REQUEST, &error.to_string());
             (response, (String::new(), String::new(), "malformed"))
         }
@@ -234,11 +235,8 @@ fn review(response: Value) -> Value {
 }
 
 fn malformed(app: &App, code: StatusCode, message: &str, started: Instant) -> Response {
-    tracing::info!(
-        code = code.as_u16(),
-        message,
-        "refused a malformed webhook call"
-    );
+    tracing::info!(code = code.as_u16(), "refused a malformed webhook call");
+    tracing::debug!(message, "why the webhook call is malformed");
     app.metrics.request("", "", "malformed", started.elapsed());
     error_response(code, message)
 }
