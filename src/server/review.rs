@@ -159,7 +159,8 @@ fn log_verdict(head: &Head, judged: &Judged) {
         .pointer("/details/causes/0/field")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    tracing::info!(user = %head.user, field, code = %status["code"], "denied");
+    let code = status["code"].as_u64().unwrap_or_default();
+    tracing::info!(user = %head.user, field, code, "denied");
 }
 
 fn unjudged(route: Route, app: &App, body: &[u8], why: Unjudged, started: Instant) -> Response {
@@ -381,7 +382,7 @@ impl Head {
             uid = %self.uid,
             kind = %self.kind,
             namespace = %self.namespace,
-            name = %self.name,
+            object_name = %self.name,
             operation = %self.operation,
         )
     }
