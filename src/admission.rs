@@ -116,8 +116,33 @@ pub fn decode_review(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
     let request = envelope
         .request
         .ok_or_else(|| ReviewError::NotAReview("request is missing".into()))?;
-    serde_path_to_error::deserialize(request)
-        .map_err(|e| ReviewError::NotAReview(format!("request.{}: {}", e.path(), e.inner())))
+    let request: AdmissionRequest = serde_path_to_error::deserialize(request)
+        .map_err(|e| ReviewError::NotAReview(format!("request.{}: {}", e.path(), e.inner())))?;
+    check_objects(&request)?;
+    Ok(request)
+}
+
+/// The API server always sends `object` on CREATE and UPDATE and `oldObject` on UPDATE and
+/// DELETE; a review without them is not one it sent.
+fn check_objects(request: &AdmissionRequest) -> Result<(), ReviewError> {
+    let present = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
+    let (needs_object, needs_old) = match request.operation {
+        Operation::Create => (true, false),
+        Operation::Update => (true, true),
+        Operation::Delete => (false, true),
+        Operation::Connect => (false, false),
+    };
+    let missing = if needs_object && !present(&request.object) {
+        "object"
+    } else if needs_old && !present(&request.old_object) {
+        "oldObject"
+    } else {
+        return Ok(());
+    };
+    Err(ReviewError::NotAReview(format!(
+        "request.{missing} is missing or null on {:?}",
+        request.operation
+    )))
 }
 
 /// How a refusal is classified on the wire.
@@ -316,7 +341,19 @@ mod tests {
     }
 
     fn minimal_request() -> Value {
-        json!({"uid": "u-1", "kind": {"group": "g", "version": "v1", "kind": "K"}, "operation": "CREATE"})
+        json!({"uid": "u-1", "kind": {"group": "g", "version": "v1", "kind": "K"}, "operation": "CREATE", "object": {}})
+    }
+
+    #[test]
+    fn refuses_a_review_without_the_objects_its_operation_carries() {
+        let mut create = minimal_request();
+        create["object"] = Value::Null;
+        let error = decode_review(&review(create)).unwrap_err().to_string();
+        assert!(error.contains("request.object is missing"), "{error}");
+        let mut delete = minimal_request();
+        delete["operation"] = json!("DELETE");
+        let error = decode_review(&review(delete)).unwrap_err().to_string();
+        assert!(error.contains("request.oldObject is missing"), "{error}");
     }
 
     #[test]

@@ -8,11 +8,11 @@ use crate::server::{self, App};
 use crate::{crd, judge, reconcile, tls, webhook_config};
 use anyhow::{Context as _, bail};
 use base64::Engine;
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Admission webhook and reconcile loop that keep Kratix and OpenChoreo bindings honest.
@@ -113,6 +113,15 @@ pub struct ServeArgs {
     /// Do not run the reconcile loop inside serve (run `bindguard reconcile` elsewhere).
     #[arg(long, env = "BINDGUARD_NO_RECONCILE")]
     pub no_reconcile: bool,
+    /// Reviews judged at once; one more is refused at once (429) instead of waiting.
+    #[arg(long, env = "BINDGUARD_MAX_CONCURRENT_REVIEWS", default_value_t = server::DEFAULT_MAX_REVIEWS, value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    pub max_concurrent_reviews: usize,
+    /// After SIGTERM, keep serving (with /readyz at 503) this long so endpoints drop the pod.
+    #[arg(long, env = "BINDGUARD_DRAIN_DELAY", default_value = "5s", value_parser = server::parse_duration)]
+    pub drain_delay: Duration,
+    /// After the drain delay, let requests in progress finish for at most this long.
+    #[arg(long, env = "BINDGUARD_SHUTDOWN_GRACE", default_value = "15s", value_parser = server::parse_duration)]
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,9 +195,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Logs at info (RUST_LOG overrides); rustls' own warnings about clients, such as an IP
+/// address sent as SNI, are noise for a webhook and stay at debug. Panics are logged too.
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
+    std::panic::set_hook(Box::new(|panic| tracing::error!(%panic, "panicked")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -222,14 +234,13 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
             Duration::from_secs(10),
         ));
     }
-    let app = Arc::new(App {
+    let app = Arc::new(App::new(
         view,
         stores,
-        settings: args.policy.settings(),
-        schemas: SchemaCache::new(),
+        args.policy.settings(),
         metrics,
-        tls_ready: AtomicBool::new(true),
-    });
+        args.max_concurrent_reviews,
+    ));
     let webhook = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("binding {}", args.addr))?;
@@ -237,26 +248,39 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.admin_addr))?;
     tracing::info!(webhook = %webhook.local_addr()?, admin = %admin.local_addr()?, "serving");
+    let (stop_webhook, webhook_stopped) = tokio::sync::watch::channel(false);
+    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
     let https = tokio::spawn(server::serve_tls(
         webhook,
         tls::server_config(resolver)?,
         server::webhook_router(app.clone()),
-        stopped.clone(),
+        webhook_stopped,
+        args.shutdown_grace,
     ));
     let plain = tokio::spawn(server::serve_plain(
         admin,
-        server::admin_router(app),
-        stopped,
+        server::admin_router(app.clone()),
+        admin_stopped,
+        ADMIN_GRACE,
     ));
     server::termination().await;
-    tracing::info!("shutting down: draining connections");
+    // The loop stops its controllers and releases the Lease at once, so another replica takes
+    // over while this one drains.
     let _ = stop.send(true);
-    let _ = tokio::join!(https, plain);
+    server::drain(&app, args.drain_delay).await;
+    let _ = stop_webhook.send(true);
+    let _ = https.await;
     if let Some(reconciler) = reconciler {
         let _ = reconciler.await;
     }
+    let _ = stop_admin.send(true);
+    let _ = plain.await;
+    tracing::info!("stopped");
     Ok(())
 }
+
+/// How long the admin listener waits for its last probe or scrape at exit.
+const ADMIN_GRACE: Duration = Duration::from_secs(1);
 
 /// The static view from `--state`, or the live one from the kubeconfig.
 async fn cluster_view(
@@ -368,7 +392,12 @@ fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
                 axum::routing::get(move || std::future::ready(shown.render(&[]))),
             );
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let plain = tokio::spawn(server::serve_plain(admin, routes, stopped.clone()));
+        let plain = tokio::spawn(server::serve_plain(
+            admin,
+            routes,
+            stopped.clone(),
+            ADMIN_GRACE,
+        ));
         let view = Arc::new(live::start(client.clone(), metrics.clone()));
         let reconciler = tokio::spawn(reconcile::run(client, metrics, view, stopped));
         server::termination().await;

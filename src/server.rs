@@ -1,33 +1,35 @@
-//! The HTTPS webhook listener and the plain-HTTP admin listener.
+//! The HTTPS webhook listener and the plain-HTTP admin listener: routes, readiness, shutdown.
 
-use crate::admission::error_body;
+mod duration;
+mod listen;
+mod review;
+
+pub use duration::parse as parse_duration;
+pub use listen::{HEADER_TIMEOUT, IDLE_TIMEOUT, serve_plain, serve_tls};
+pub use review::{BODY_LIMIT, BODY_TIMEOUT, Route, budget};
+
+use crate::admission::ReviewError;
 use crate::cluster::{ClusterView, Stores};
-use crate::judge::judge;
+use crate::judge::Judged;
 use crate::metrics::Metrics;
 use crate::policy::{Context, Phase, Settings};
 use crate::schema::SchemaCache;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
-/// The largest AdmissionReview accepted; the API server's own limit is about 3 MiB per object.
-pub const BODY_LIMIT: usize = 7 * 1024 * 1024;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Reviews judged at once unless `--max-concurrent-reviews` says otherwise.
+pub const DEFAULT_MAX_REVIEWS: usize = 32;
+
+/// Turns a request body into a judged review; [`crate::judge::judge`] in production.
+pub type JudgeFn = fn(Phase, &[u8], &Context) -> Result<Judged, ReviewError>;
 
 /// What every handler shares.
 pub struct App {
@@ -37,9 +39,37 @@ pub struct App {
     pub schemas: SchemaCache,
     pub metrics: Arc<Metrics>,
     pub tls_ready: AtomicBool,
+    /// Set on SIGTERM: `/readyz` answers 503 so endpoints stop routing here.
+    pub draining: AtomicBool,
+    pub judge: JudgeFn,
+    /// Permits for reviews being judged; when none is left a review is refused at once.
+    pub reviews: Arc<Semaphore>,
+    pub max_reviews: usize,
 }
 
 impl App {
+    /// An app judging with [`crate::judge::judge`], at most `max_reviews` at once.
+    pub fn new(
+        view: Arc<dyn ClusterView>,
+        stores: Option<Stores>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        max_reviews: usize,
+    ) -> App {
+        App {
+            view,
+            stores,
+            settings,
+            schemas: SchemaCache::new(),
+            metrics,
+            tls_ready: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            judge: crate::judge::judge,
+            reviews: Arc::new(Semaphore::new(max_reviews)),
+            max_reviews,
+        }
+    }
+
     fn context(&self) -> Context<'_> {
         Context {
             view: self.view.as_ref(),
@@ -49,12 +79,12 @@ impl App {
     }
 }
 
-/// The webhook routes.
+/// The webhook routes: `/validate` (refusing rules), `/warn` (warning-only rules) and `/mutate`.
 pub fn webhook_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/validate", post(validate))
+        .route("/warn", post(warn))
         .route("/mutate", post(mutate))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
 }
 
@@ -67,62 +97,24 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn validate(state: State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    review(Phase::Validate, state, headers, body)
+async fn validate(app: State<Arc<App>>, q: RawQuery, h: HeaderMap, body: Body) -> Response {
+    review::handle(Route::Validate, app.0, q.0, h, body).await
 }
 
-async fn mutate(state: State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    review(Phase::Mutate, state, headers, body)
+async fn warn(app: State<Arc<App>>, q: RawQuery, h: HeaderMap, body: Body) -> Response {
+    review::handle(Route::Warn, app.0, q.0, h, body).await
 }
 
-fn review(phase: Phase, State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !is_json(&headers) {
-        let message = "content type must be application/json";
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Json(error_body(message)),
-        )
-            .into_response();
-    }
-    let started = Instant::now();
-    match judge(phase, &body, &app.context()) {
-        Ok(judged) => {
-            let took = started.elapsed();
-            app.metrics
-                .request(&judged.kind, &judged.operation, judged.verdict, took);
-            tracing::debug!(
-                kind = judged.kind,
-                operation = judged.operation,
-                verdict = judged.verdict,
-                ?took,
-                "reviewed"
-            );
-            Json(judged.response).into_response()
-        }
-        Err(error) => {
-            app.metrics.request("", "", "malformed", started.elapsed());
-            (
-                StatusCode::BAD_REQUEST,
-                Json(error_body(&error.to_string())),
-            )
-                .into_response()
-        }
-    }
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+async fn mutate(app: State<Arc<App>>, q: RawQuery, h: HeaderMap, body: Body) -> Response {
+    review::handle(Route::Mutate, app.0, q.0, h, body).await
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let tls = app.tls_ready.load(Ordering::SeqCst);
     let synced = app.view.is_synced();
-    let body = format!("tls: {tls}, cluster view synced: {synced}\n");
-    let code = if tls && synced {
+    let draining = app.draining.load(Ordering::SeqCst);
+    let body = format!("tls: {tls}, cluster view synced: {synced}, draining: {draining}\n");
+    let code = if tls && synced && !draining {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -140,65 +132,19 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// Serves HTTPS on `listener` until `shutdown` turns true, then drains open connections.
-pub async fn serve_tls(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    router: Router,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
-    let builder = Arc::new(builder);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let (acceptor, router, builder) = (acceptor.clone(), router.clone(), builder.clone());
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
-                            return;
-                        };
-                        let service = TowerToHyperService::new(router);
-                        let conn = builder.serve_connection(TokioIo::new(tls), service);
-                        let _ = watcher.watch(conn.into_owned()).await;
-                    });
-                }
-                Err(error) => tracing::warn!(%error, "accept failed"),
-            },
-            _ = shutdown.changed() => break,
-        }
+/// Marks the app not ready and keeps serving for `delay`, so the Service's endpoints drop
+/// this pod before it stops accepting. A second signal cuts the delay short.
+pub async fn drain(app: &App, delay: Duration) {
+    app.draining.store(true, Ordering::SeqCst);
+    tracing::info!(
+        ?delay,
+        "termination requested: /readyz answers 503; serving through the drain delay"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = termination() => tracing::info!("second termination signal: ending the drain delay"),
     }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
-    }
-}
-
-/// Serves plain HTTP on `listener` until `shutdown` turns true.
-pub async fn serve_plain(
-    listener: TcpListener,
-    router: Router,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let stop = async move {
-        let _ = shutdown.changed().await;
-    };
-    if let Err(error) = axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(%error, "admin listener failed");
-    }
+    tracing::info!("no longer accepting connections; finishing requests in progress");
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.

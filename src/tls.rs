@@ -68,8 +68,10 @@ fn parse(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Arc<CertifiedKey>> {
         return Err(anyhow!("no certificate found"));
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| anyhow!("private key: {e}"))?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key)?;
-    Ok(Arc::new(CertifiedKey::new(chain, signer)))
+    let provider = rustls::crypto::ring::default_provider();
+    let loaded = CertifiedKey::from_der(chain, key, &provider)
+        .map_err(|e| anyhow!("certificate and private key do not belong together: {e}"))?;
+    Ok(Arc::new(loaded))
 }
 
 /// Serves whichever certificate was loaded last.
@@ -149,6 +151,15 @@ mod tests {
         let key = parse(bundle.cert_pem.as_bytes(), bundle.key_pem.as_bytes()).unwrap();
         assert_eq!(key.cert.len(), 1);
         assert!(bundle.ca_pem.contains("BEGIN CERTIFICATE"));
+    }
+
+    #[test]
+    fn a_key_from_another_pair_is_refused() {
+        let (one, two) = (
+            generate(&["x".into()]).unwrap(),
+            generate(&["x".into()]).unwrap(),
+        );
+        assert!(parse(one.cert_pem.as_bytes(), two.key_pem.as_bytes()).is_err());
     }
 
     #[test]

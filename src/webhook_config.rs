@@ -4,7 +4,11 @@
 use serde_json::{Value, json};
 
 pub const NAME: &str = "bindguard";
+/// The refusing rules: `failurePolicy: Fail`, so nothing they guard slips by while bindguard is
+/// down.
 pub const VALIDATING_WEBHOOK: &str = "validate.bindguard.dev";
+/// The rules that only ever warn: `failurePolicy: Ignore`, so an outage never blocks them.
+pub const WARNING_WEBHOOK: &str = "warn.bindguard.dev";
 pub const MUTATING_WEBHOOK: &str = "mutate.bindguard.dev";
 /// bindguard's own namespace: never sent to the webhook, so it can always be repaired.
 pub const OWN_NAMESPACE: &str = "bindguard-system";
@@ -52,11 +56,19 @@ pub fn configurations(target: &Target, ca_bundle: Option<&str>) -> [Value; 2] {
         VALIDATING_WEBHOOK,
         target.client_config("/validate", ca_bundle),
         validating_rules(),
+        "Fail",
+    );
+    let warning = webhook(
+        WARNING_WEBHOOK,
+        target.client_config("/warn", ca_bundle),
+        warning_rules(),
+        "Ignore",
     );
     let mut mutating = webhook(
         MUTATING_WEBHOOK,
         target.client_config("/mutate", ca_bundle),
         mutating_rules(),
+        "Fail",
     );
     mutating["reinvocationPolicy"] = json!("Never");
     [
@@ -64,7 +76,7 @@ pub fn configurations(target: &Target, ca_bundle: Option<&str>) -> [Value; 2] {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": NAME},
-            "webhooks": [validating],
+            "webhooks": [validating, warning],
         }),
         json!({
             "apiVersion": "admissionregistration.k8s.io/v1",
@@ -75,14 +87,14 @@ pub fn configurations(target: &Target, ca_bundle: Option<&str>) -> [Value; 2] {
     ]
 }
 
-fn webhook(name: &str, client_config: Value, rules: Value) -> Value {
+fn webhook(name: &str, client_config: Value, rules: Value, failure_policy: &str) -> Value {
     json!({
         "name": name,
         "clientConfig": client_config,
         "rules": rules,
         "sideEffects": "None",
         "admissionReviewVersions": ["v1"],
-        "failurePolicy": "Fail",
+        "failurePolicy": failure_policy,
         "matchPolicy": "Equivalent",
         "timeoutSeconds": TIMEOUT_SECONDS,
         "namespaceSelector": {"matchExpressions": [{
@@ -103,17 +115,19 @@ fn rule(group: &str, resources: &[&str], operations: &[&str], scope: &str) -> Va
     })
 }
 
+/// Every operation a rule can refuse. ResourceReleaseBinding DELETE (only the Retain warning)
+/// and Promises (version warnings) are in [`warning_rules`].
 fn validating_rules() -> Value {
     json!([
         rule(
             "openchoreo.dev",
             &["resourcereleasebindings", "resourcereleasebindings/status"],
-            &["CREATE", "UPDATE", "DELETE"],
+            &["CREATE", "UPDATE"],
             "Namespaced"
         ),
         rule(
             "platform.kratix.io",
-            &["promiserevisions", "promises"],
+            &["promiserevisions"],
             &["CREATE", "UPDATE", "DELETE"],
             "Cluster"
         ),
@@ -122,6 +136,24 @@ fn validating_rules() -> Value {
             &["resourcebindings"],
             &["CREATE", "UPDATE"],
             "Namespaced"
+        ),
+    ])
+}
+
+/// Operations whose rules only warn. A Promise DELETE has nothing to warn about.
+fn warning_rules() -> Value {
+    json!([
+        rule(
+            "openchoreo.dev",
+            &["resourcereleasebindings"],
+            &["DELETE"],
+            "Namespaced"
+        ),
+        rule(
+            "platform.kratix.io",
+            &["promises"],
+            &["CREATE", "UPDATE"],
+            "Cluster"
         ),
     ])
 }
@@ -156,4 +188,37 @@ pub fn cert_manager_variant(target: &Target, certificate: &str) -> [Value; 2] {
         config["metadata"]["annotations"] = json!({"cert-manager.io/inject-ca-from": certificate});
     }
     configs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (resource, operation) pairs a validating webhook is called for.
+    fn calls(webhook: &Value) -> Vec<(String, String)> {
+        let mut calls = Vec::new();
+        for rule in webhook["rules"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for operation in rule["operations"].as_array().unwrap() {
+                    let pair = (resource.to_string(), operation.to_string());
+                    calls.push(pair);
+                }
+            }
+        }
+        calls
+    }
+
+    #[test]
+    fn refusing_rules_fail_closed_and_warning_rules_fail_open_without_overlap() {
+        let [validating, _] = configurations(&Target::Url("https://x".into()), None);
+        let [refusing, warning] = [&validating["webhooks"][0], &validating["webhooks"][1]];
+        assert_eq!(refusing["failurePolicy"], "Fail");
+        assert_eq!(refusing["clientConfig"]["url"], "https://x/validate");
+        assert_eq!(warning["failurePolicy"], "Ignore");
+        assert_eq!(warning["clientConfig"]["url"], "https://x/warn");
+        let (refused, warned) = (calls(refusing), calls(warning));
+        assert!(warned.iter().all(|call| !refused.contains(call)));
+        assert!(warned.contains(&("\"promises\"".into(), "\"UPDATE\"".into())));
+        assert!(refused.contains(&("\"promiserevisions\"".into(), "\"DELETE\"".into())));
+    }
 }

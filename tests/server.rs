@@ -1,179 +1,17 @@
-//! The webhook over real HTTPS: the wire contract, bad input, and the admin routes.
+//! The webhook over real HTTPS: the wire contract, bad input, bounded work, panics, certificate
+//! rotation and the admin routes; `server/shutdown.rs` drives the real binary through SIGTERM.
 
-use axum::body::Bytes;
-use bindguard::cluster::files;
-use bindguard::metrics::Metrics;
-use bindguard::policy::Settings;
-use bindguard::schema::SchemaCache;
-use bindguard::server::{self, App};
-use bindguard::tls;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+#[path = "server/shutdown.rs"]
+mod shutdown;
+#[path = "server/support.rs"]
+mod support;
+
+use support::*;
+
+use bindguard::judge;
+use bindguard::policy::{Context, Phase};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-type HttpsClient = Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
-
-struct Harness {
-    webhook: SocketAddr,
-    admin: SocketAddr,
-    client: HttpsClient,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
-
-async fn start() -> Harness {
-    let stores = files::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cluster"))
-        .expect("examples/cluster loads");
-    let app = Arc::new(App {
-        view: Arc::new(stores.clone()),
-        stores: Some(stores),
-        settings: Settings::default(),
-        schemas: SchemaCache::new(),
-        metrics: Arc::new(Metrics::default()),
-        tls_ready: AtomicBool::new(true),
-    });
-    let bundle = tls::generate(&["127.0.0.1".into(), "localhost".into()]).expect("certs");
-    let dir = std::env::temp_dir().join(format!(
-        "bindguard-server-test-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    tls::write_bundle(&dir, &bundle).expect("write certs");
-    let key = tls::load(&dir.join("tls.crt"), &dir.join("tls.key")).expect("load certs");
-    let config = tls::server_config(tls::Resolver::new(key)).expect("tls config");
-    let webhook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (webhook, admin) = (
-        webhook_listener.local_addr().unwrap(),
-        admin_listener.local_addr().unwrap(),
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(server::serve_tls(
-        webhook_listener,
-        config,
-        server::webhook_router(app.clone()),
-        stopped.clone(),
-    ));
-    tokio::spawn(server::serve_plain(
-        admin_listener,
-        server::admin_router(app),
-        stopped,
-    ));
-    Harness {
-        webhook,
-        admin,
-        client: client(&bundle.ca_pem),
-        _stop: stop,
-    }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-fn client(ca_pem: &str) -> HttpsClient {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .enable_http1()
-        .build();
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-impl Harness {
-    async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-        let request =
-            hyper::Request::post(format!("https://localhost:{}{path}", self.webhook.port()))
-                .header("content-type", content_type)
-                .body(Full::new(Bytes::from(body)))
-                .unwrap();
-        let response = self.client.request(request).await.expect("HTTPS request");
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn review(&self, path: &str, review: &Value) -> Value {
-        let (status, body) = self
-            .post(
-                path,
-                "application/json",
-                serde_json::to_vec(review).unwrap(),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
-        assert_eq!(body["kind"], "AdmissionReview");
-        body["response"].clone()
-    }
-
-    async fn admin_get(&self, path: &str) -> (u16, String) {
-        let mut stream = tokio::net::TcpStream::connect(self.admin).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await.unwrap();
-        let code = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (code, text)
-    }
-}
-
-fn binding(project: &str) -> Value {
-    json!({
-        "apiVersion": "openchoreo.dev/v1alpha1",
-        "kind": "ResourceReleaseBinding",
-        "metadata": {"name": "doclet-postgres-development", "namespace": "default"},
-        "spec": {"owner": {"projectName": project, "resourceName": "doclet-postgres"}, "environment": "development"},
-    })
-}
-
-fn review(uid: &str, operation: &str, object: Value, old: Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "openchoreo.dev", "version": "v1alpha1", "kind": "ResourceReleaseBinding"},
-            "resource": {"group": "openchoreo.dev", "version": "v1alpha1", "resource": "resourcereleasebindings"},
-            "name": "doclet-postgres-development",
-            "namespace": "default",
-            "operation": operation,
-            "userInfo": {"username": "alice"},
-            "object": object,
-            "oldObject": old,
-        },
-    })
-}
+use std::time::Duration;
 
 #[tokio::test]
 async fn an_owner_change_is_denied_422_with_the_uid_echoed() {
@@ -229,52 +67,306 @@ async fn kinds_that_are_not_ours_are_allowed_untouched() {
     other["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
     let response = h.review("/validate", &other).await;
     assert_eq!(response, json!({"uid": "uid-9", "allowed": true}));
+    h.assert_healthy().await;
 }
 
 #[tokio::test]
-async fn an_object_that_does_not_decode_is_refused_400_naming_the_field() {
+async fn an_unknown_kind_of_our_group_is_allowed_untouched() {
+    let h = start().await;
+    let mut other = review("uid-kind", "CREATE", json!({"spec": 1}), Value::Null);
+    other["request"]["kind"] =
+        json!({"group": "openchoreo.dev", "version": "v1alpha1", "kind": "Bogus"});
+    let response = h.review("/validate", &other).await;
+    assert_eq!(response, json!({"uid": "uid-kind", "allowed": true}));
+    h.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn an_object_of_the_wrong_type_is_refused_400_naming_the_field() {
     let h = start().await;
     let mut bad = binding("doclet");
     bad["spec"]["owner"] = json!("not an object");
     let response = h
         .review("/validate", &review("uid-10", "CREATE", bad, Value::Null))
         .await;
+    assert_eq!(response["uid"], "uid-10");
     assert_eq!(response["allowed"], false);
     assert_eq!(response["status"]["code"], 400);
     let message = response["status"]["message"].as_str().unwrap();
     assert!(message.contains("spec.owner"), "{message}");
+    let whole = h
+        .review(
+            "/validate",
+            &review("uid-10b", "CREATE", json!([1, 2]), Value::Null),
+        )
+        .await;
+    assert_eq!(whole["allowed"], false);
+    assert_eq!(whole["status"]["code"], 400);
+    h.assert_healthy().await;
+}
+
+/// Posts `body` and expects a prompt HTTP refusal with `code` whose error names `needle`.
+async fn refused(h: &Harness, content_type: &str, body: Vec<u8>, code: u16, needle: &str) {
+    let (status, answer) = h.post("/validate", content_type, body).await;
+    assert_eq!(status, code, "{answer}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains(needle), "{needle:?} not in {answer}");
+    h.assert_healthy().await;
 }
 
 #[tokio::test]
-async fn bad_bodies_get_400_415_413_and_the_server_keeps_serving() {
+async fn an_empty_body_is_refused_400() {
     let h = start().await;
-    let (status, body) = h
-        .post("/validate", "application/json", b"{not json".to_vec())
-        .await;
-    assert_eq!(status, 400);
-    assert!(body["error"].is_string(), "{body}");
-    let (status, body) = h
-        .post(
+    refused(&h, JSON, Vec::new(), 400, "not JSON").await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_refused_400() {
+    let h = start().await;
+    refused(&h, JSON, b"{not json".to_vec(), 400, "not JSON").await;
+}
+
+#[tokio::test]
+async fn truncated_json_is_refused_400() {
+    let whole = serde_json::to_vec(&review("u", "CREATE", binding("doclet"), Value::Null)).unwrap();
+    let h = start().await;
+    refused(&h, JSON, whole[..whole.len() / 2].to_vec(), 400, "EOF").await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_refused_400() {
+    let h = start().await;
+    let body = b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"\xff\xfe\"}".to_vec();
+    refused(&h, JSON, body, 400, "not JSON").await;
+}
+
+#[tokio::test]
+async fn a_wrong_content_type_is_refused_415() {
+    let h = start().await;
+    refused(&h, "text/plain", b"{}".to_vec(), 415, "application/json").await;
+}
+
+#[tokio::test]
+async fn a_wrong_api_version_or_kind_is_refused_400() {
+    let h = start().await;
+    let body = br#"{"apiVersion":"v1","kind":"Pod"}"#.to_vec();
+    refused(&h, JSON, body, 400, "AdmissionReview").await;
+    let mut wrong = review("u", "CREATE", binding("doclet"), Value::Null);
+    wrong["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    refused(
+        &h,
+        JSON,
+        serde_json::to_vec(&wrong).unwrap(),
+        400,
+        "v1beta1",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_request_or_uid_is_refused_400() {
+    let h = start().await;
+    let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec();
+    refused(&h, JSON, body, 400, "request is missing").await;
+    let mut no_uid = review("u", "CREATE", binding("doclet"), Value::Null);
+    no_uid["request"].as_object_mut().unwrap().remove("uid");
+    refused(&h, JSON, serde_json::to_vec(&no_uid).unwrap(), 400, "uid").await;
+}
+
+#[tokio::test]
+async fn a_null_object_on_create_is_refused_400() {
+    let h = start().await;
+    let body = serde_json::to_vec(&review("u", "CREATE", Value::Null, Value::Null)).unwrap();
+    refused(&h, JSON, body, 400, "request.object is missing").await;
+}
+
+#[tokio::test]
+async fn a_missing_old_object_on_update_is_refused_400() {
+    let h = start().await;
+    let mut update = review("u", "UPDATE", binding("doclet"), Value::Null);
+    update["request"]
+        .as_object_mut()
+        .unwrap()
+        .remove("oldObject");
+    let body = serde_json::to_vec(&update).unwrap();
+    refused(&h, JSON, body, 400, "request.oldObject is missing").await;
+}
+
+#[tokio::test]
+async fn a_50_mb_body_is_refused_413_over_http1() {
+    let h = start().await;
+    let (status, answer) = h.post_over(Version::Http1, "/validate", JSON, big()).await;
+    assert_eq!(status, 413, "{answer}");
+    h.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_50_mb_body_is_refused_413_over_http2() {
+    let h = start().await;
+    let (status, answer) = h.post_over(Version::Http2, "/validate", JSON, big()).await;
+    assert_eq!(status, 413, "{answer}");
+    h.assert_healthy().await;
+}
+
+fn big() -> Vec<u8> {
+    vec![b' '; 50 * 1024 * 1024]
+}
+
+#[tokio::test]
+async fn a_body_sent_one_byte_per_second_is_cut_off_over_http1() {
+    let h = start().await;
+    let head = h.slow_http1_request().await;
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    h.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_body_sent_one_byte_per_second_is_cut_off_over_http2() {
+    let h = start().await;
+    let status = h.slow_http2_request().await;
+    assert_eq!(status, 408);
+    h.assert_healthy().await;
+}
+
+/// Holds a review in its judge until the test lets it go; other reviews are judged as usual.
+fn holding_judge(
+    phase: Phase,
+    body: &[u8],
+    ctx: &Context,
+) -> Result<judge::Judged, bindguard::admission::ReviewError> {
+    gate::wait_while_held(&uid_of(body));
+    judge::judge(phase, body, ctx)
+}
+
+#[tokio::test]
+async fn when_every_review_slot_is_taken_the_next_is_refused_429_at_once_and_healthz_answers() {
+    let h = start_with(1, holding_judge).await;
+    let held = gate::hold("busy-held");
+    let first = h.spawn_review(
+        "/validate",
+        review(&held.uid, "CREATE", binding("doclet"), Value::Null),
+    );
+    h.until_reviews_in_progress(1).await;
+    assert_eq!(h.admin_get("/healthz").await.0, 200);
+    let refused = h
+        .review(
             "/validate",
-            "application/json",
-            br#"{"apiVersion":"v1","kind":"Pod"}"#.to_vec(),
+            &review("busy-next", "CREATE", binding("doclet"), Value::Null),
         )
         .await;
-    assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("AdmissionReview"));
-    let (status, _) = h.post("/validate", "text/plain", b"{}".to_vec()).await;
-    assert_eq!(status, 415);
-    let (status, _) = h
-        .post("/validate", "application/json", vec![b' '; 8 * 1024 * 1024])
+    assert_eq!(refused["uid"], "busy-next");
+    assert_eq!(refused["allowed"], false);
+    assert_eq!(refused["status"]["code"], 429);
+    let message = refused["status"]["message"].as_str().unwrap();
+    assert!(message.contains("limit of 1"), "{message}");
+    let warned = h
+        .review(
+            "/warn",
+            &review("busy-warn", "DELETE", Value::Null, binding("doclet")),
+        )
         .await;
-    assert_eq!(status, 413);
+    assert_eq!(warned["allowed"], true, "{warned}");
+    assert!(warned["warnings"][0].as_str().unwrap().contains("too busy"));
+    drop(held);
+    let first = first.await.unwrap();
+    assert_eq!(first["response"]["allowed"], true, "{first}");
+    h.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn judging_past_the_api_servers_timeout_is_answered_504_before_it() {
+    let h = start_with(4, holding_judge).await;
+    let held = gate::hold("slow-judge");
+    let body = review(&held.uid, "CREATE", binding("doclet"), Value::Null);
+    let (status, answer) = h
+        .post(
+            "/validate?timeout=1s",
+            JSON,
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let response = &answer["response"];
+    assert_eq!(response["uid"], held.uid.as_str());
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 504);
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("800ms"),
+        "{answer}"
+    );
+    drop(held);
+    h.assert_healthy().await;
+}
+
+fn panicking_judge(
+    phase: Phase,
+    body: &[u8],
+    ctx: &Context,
+) -> Result<judge::Judged, bindguard::admission::ReviewError> {
+    if uid_of(body) == "panic-me" {
+        panic!("a bug in the handler path");
+    }
+    judge::judge(phase, body, ctx)
+}
+
+#[tokio::test]
+async fn a_panic_while_judging_becomes_an_error_review_with_the_uid_and_serving_goes_on() {
+    let h = start_with(4, panicking_judge).await;
     let response = h
         .review(
             "/validate",
-            &review("uid-11", "CREATE", binding("doclet"), Value::Null),
+            &review("panic-me", "CREATE", binding("doclet"), Value::Null),
         )
         .await;
-    assert_eq!(response["uid"], "uid-11");
+    assert_eq!(response["uid"], "panic-me");
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 500);
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("internal error")
+    );
+    let warned = h
+        .review(
+            "/warn",
+            &review("panic-me", "DELETE", Value::Null, binding("doclet")),
+        )
+        .await;
+    assert_eq!(warned["allowed"], true);
+    h.assert_healthy().await;
+    let (_, metrics) = h.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("operation=\"CREATE\",verdict=\"error\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_swapped_like_a_secret_volume_is_served_without_failing_a_request() {
+    let rotation = Rotation::new();
+    let h = start_rotating(&rotation).await;
+    let old = h.served_certificate().await;
+    let traffic = h.continuous_reviews();
+    traffic.until_answered(5).await;
+    rotation.swap();
+    let new = rotation.new_certificate();
+    wait_until(
+        "the new certificate to be served",
+        Duration::from_secs(20),
+        || async { h.served_certificate().await == new },
+    )
+    .await;
+    assert_ne!(old, new);
+    let (answered, failures) = traffic.stop_after_more(5).await;
+    assert!(
+        failures.is_empty(),
+        "{} of {answered} failed: {failures:?}",
+        failures.len()
+    );
 }
 
 #[tokio::test]

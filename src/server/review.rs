@@ -1,0 +1,423 @@
+//! One webhook call: read the body within its deadline, judge it off the async workers under
+//! the concurrency limit, and answer before the API server gives up, even when judging cannot
+//! finish (busy, too slow, or a panic).
+
+use super::App;
+use super::duration;
+use crate::admission::{self, ReviewError};
+use crate::judge::Judged;
+use crate::policy::Phase;
+use crate::webhook_config::TIMEOUT_SECONDS;
+use axum::Json;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Frame, SizeHint};
+use serde_json::{Value, json};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+/// The largest AdmissionReview accepted; the API server's own limit is about 3 MiB per object.
+pub const BODY_LIMIT: usize = 7 * 1024 * 1024;
+/// A request body must arrive within this.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which webhook is calling, and what bindguard answers when it cannot judge in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Refusing rules (`failurePolicy: Fail`): unjudged means refused.
+    Validate,
+    /// Warning-only rules (`failurePolicy: Ignore`): unjudged means allowed, with a warning.
+    Warn,
+    /// Labels and defaults (`failurePolicy: Fail`): unjudged means refused.
+    Mutate,
+}
+
+impl Route {
+    fn phase(self) -> Phase {
+        match self {
+            Route::Validate | Route::Warn => Phase::Validate,
+            Route::Mutate => Phase::Mutate,
+        }
+    }
+}
+
+/// Why a request got no judgement.
+#[derive(Debug, Clone, Copy)]
+enum Unjudged {
+    Busy,
+    TimedOut(Duration),
+    Panicked,
+}
+
+/// Answers one webhook call.
+pub async fn handle(
+    route: Route,
+    app: Arc<App>,
+    query: Option<String>,
+    headers: HeaderMap,
+    mut request: Body,
+) -> Response {
+    let started = Instant::now();
+    let budget = budget(query.as_deref());
+    if !is_json(&headers) {
+        let message = "content type must be application/json";
+        let response = malformed(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, message, started);
+        return answer_before_dropping(response, request);
+    }
+    let until = started + budget.min(BODY_TIMEOUT);
+    let body = match read_body(&headers, &mut request, until).await {
+        Ok(body) => body,
+        Err((code, message)) => {
+            let response = malformed(&app, code, &message, started);
+            return answer_before_dropping(response, request);
+        }
+    };
+    let answer = answer(route, app.clone(), body.clone(), started, budget);
+    match AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => unjudged(route, &app, &body, Unjudged::Panicked, started),
+    }
+}
+
+/// Judges `body` if a review slot is free, answering by `started + budget` either way.
+async fn answer(
+    route: Route,
+    app: Arc<App>,
+    body: Bytes,
+    started: Instant,
+    budget: Duration,
+) -> Response {
+    let Ok(permit) = app.reviews.clone().try_acquire_owned() else {
+        return unjudged(route, &app, &body, Unjudged::Busy, started);
+    };
+    let deadline = started + budget;
+    let task = judge_off_thread(route.phase(), app.clone(), body.clone(), permit);
+    let (response, verdict) = match tokio::time::timeout_at(deadline, task).await {
+        Ok(Ok(answered)) => answered,
+        Ok(Err(_)) => return unjudged(route, &app, &body, Unjudged::Panicked, started),
+        Err(_) => return unjudged(route, &app, &body, Unjudged::TimedOut(budget), started),
+    };
+    app.metrics
+        .request(&verdict.0, &verdict.1, verdict.2, started.elapsed());
+    response
+}
+
+/// kind, operation, verdict: what metrics count.
+type Verdict = (String, String, &'static str);
+
+/// Judges on the blocking pool; the permit is held until judging ends, even past the deadline,
+/// so abandoned work still counts against the limit.
+fn judge_off_thread(
+    phase: Phase,
+    app: Arc<App>,
+    body: Bytes,
+    permit: OwnedSemaphorePermit,
+) -> tokio::task::JoinHandle<(Response, Verdict)> {
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let head = Head::peek(&body);
+        let span = head.span();
+        let _entered = span.enter();
+        let judged = (app.judge)(phase, &body, &app.context());
+        respond(&head, judged)
+    })
+}
+
+fn respond(head: &Head, judged: Result<Judged, ReviewError>) -> (Response, Verdict) {
+    match judged {
+        Ok(judged) => {
+            log_verdict(head, &judged);
+            let verdict = (judged.kind, judged.operation, judged.verdict);
+            (Json(judged.response).into_response(), verdict)
+        }
+        Err(error) => {
+            tracing::info!("refused: not an AdmissionReview");
+            tracing::debug!(%error, "why it is not an AdmissionReview");
+            let response = error_response(StatusCode::BAD_REQUEST, &error.to_string());
+            (response, (String::new(), String::new(), "malformed"))
+        }
+    }
+}
+
+/// Denials at info with who and which field, never the object or the message (either may
+/// quote values); everything else at debug.
+fn log_verdict(head: &Head, judged: &Judged) {
+    if judged.verdict != "denied" {
+        tracing::debug!(verdict = judged.verdict, "reviewed");
+        return;
+    }
+    let status = &judged.response["response"]["status"];
+    let field = status
+        .pointer("/details/causes/0/field")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let code = status["code"].as_u64().unwrap_or_default();
+    tracing::info!(user = %head.user, field, code, "denied");
+}
+
+fn unjudged(route: Route, app: &App, body: &[u8], why: Unjudged, started: Instant) -> Response {
+    let head = Head::peek(body);
+    let span = head.span();
+    let _entered = span.enter();
+    let label = match why {
+        Unjudged::Busy => {
+            tracing::warn!(
+                limit = app.max_reviews,
+                "refused: too many reviews in progress"
+            );
+            "busy"
+        }
+        Unjudged::TimedOut(budget) => {
+            tracing::warn!(
+                ?budget,
+                "judging did not finish within the API server's timeout"
+            );
+            "timeout"
+        }
+        Unjudged::Panicked => {
+            tracing::error!("the review handler panicked");
+            "error"
+        }
+    };
+    app.metrics
+        .request(&head.kind, &head.operation, label, started.elapsed());
+    let response = match route {
+        Route::Warn => allowed_unchecked(&head.uid, why),
+        Route::Validate | Route::Mutate => refused(&head.uid, app, why),
+    };
+    Json(response).into_response()
+}
+
+fn refused(uid: &str, app: &App, why: Unjudged) -> Value {
+    let (code, reason, message) = match why {
+        Unjudged::Busy => (
+            429,
+            "TooManyRequests",
+            format!(
+                "bindguard is judging its limit of {} requests at once; retry shortly",
+                app.max_reviews
+            ),
+        ),
+        Unjudged::TimedOut(budget) => (
+            504,
+            "Timeout",
+            format!("bindguard could not judge this request within {budget:?}; retry shortly"),
+        ),
+        Unjudged::Panicked => (
+            500,
+            "InternalError",
+            "bindguard could not judge this request (internal error); it has been logged".into(),
+        ),
+    };
+    let status = json!({"metadata": {}, "status": "Failure", "code": code, "reason": reason, "message": message});
+    review(json!({"uid": uid, "allowed": false, "status": status}))
+}
+
+fn allowed_unchecked(uid: &str, why: Unjudged) -> Value {
+    let cause = match why {
+        Unjudged::Busy => "was too busy",
+        Unjudged::TimedOut(_) => "ran out of time",
+        Unjudged::Panicked => "failed (internal error)",
+    };
+    let warning = format!("bindguard {cause} to check this request; allowed without its warnings");
+    review(json!({"uid": uid, "allowed": true, "warnings": [warning]}))
+}
+
+fn review(response: Value) -> Value {
+    json!({"apiVersion": admission::API_VERSION, "kind": admission::KIND, "response": response})
+}
+
+fn malformed(app: &App, code: StatusCode, message: &str, started: Instant) -> Response {
+    tracing::info!(code = code.as_u16(), "refused a malformed webhook call");
+    tracing::debug!(message, "why the webhook call is malformed");
+    app.metrics.request("", "", "malformed", started.elapsed());
+    error_response(code, message)
+}
+
+fn error_response(code: StatusCode, message: &str) -> Response {
+    (code, Json(admission::error_body(message))).into_response()
+}
+
+/// Reads the whole body, refusing one over [`BODY_LIMIT`] (413) or not received by `until` (408).
+async fn read_body(
+    headers: &HeaderMap,
+    body: &mut Body,
+    until: Instant,
+) -> Result<Bytes, (StatusCode, String)> {
+    let too_large = || {
+        let message = format!("request body is larger than {BODY_LIMIT} bytes");
+        (StatusCode::PAYLOAD_TOO_LARGE, message)
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let collect = Limited::new(body, BODY_LIMIT).collect();
+    match tokio::time::timeout_at(until, collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
+        Ok(Err(error)) => Err((
+            StatusCode::BAD_REQUEST,
+            format!("reading the body: {error}"),
+        )),
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not received within {BODY_TIMEOUT:?}"),
+        )),
+    }
+}
+
+/// Keeps the unread request body open until the response has been sent. Over HTTP/2, dropping
+/// it first would reset the stream (CANCEL) before the refusal goes out; dropped after, the
+/// reset says NO_ERROR and clients keep the response.
+fn answer_before_dropping(response: Response, request: Body) -> Response {
+    response.map(|body| {
+        Body::new(Holding {
+            body,
+            _request: request,
+        })
+    })
+}
+
+struct Holding {
+    body: Body,
+    _request: Body,
+}
+
+impl HttpBody for Holding {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// How long judging may take: most of the API server's `?timeout=`, leaving it time to read
+/// the answer; the configured webhook timeout when the parameter is missing.
+pub fn budget(query: Option<&str>) -> Duration {
+    let timeout = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("timeout="))
+        .and_then(|value| duration::parse(value).ok())
+        .unwrap_or(Duration::from_secs(TIMEOUT_SECONDS));
+    (timeout.min(Duration::from_secs(30)) * 4 / 5).max(Duration::from_millis(100))
+}
+
+/// The few request fields logs and refusals name, read without decoding the objects.
+#[derive(Debug, Default)]
+struct Head {
+    uid: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    operation: String,
+    user: String,
+}
+
+impl Head {
+    fn peek(body: &[u8]) -> Head {
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            request: Option<Fields>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Fields {
+            uid: Option<Value>,
+            kind: Option<Value>,
+            namespace: Option<Value>,
+            name: Option<Value>,
+            operation: Option<Value>,
+            user_info: Option<Value>,
+        }
+        let Ok(Envelope { request: Some(r) }) = serde_json::from_slice::<Envelope>(body) else {
+            return Head::default();
+        };
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+        Head {
+            uid: text(r.uid.as_ref()),
+            kind: text(r.kind.as_ref().and_then(|k| k.get("kind"))),
+            namespace: text(r.namespace.as_ref()),
+            name: text(r.name.as_ref()),
+            operation: text(r.operation.as_ref()),
+            user: text(r.user_info.as_ref().and_then(|u| u.get("username"))),
+        }
+    }
+
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "review",
+            uid = %self.uid,
+            kind = %self.kind,
+            namespace = %self.namespace,
+            object_name = %self.name,
+            operation = %self.operation,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_leaves_the_api_server_time_to_read_the_answer() {
+        assert_eq!(budget(Some("timeout=10s")), Duration::from_secs(8));
+        assert_eq!(budget(Some("x=1&timeout=5s")), Duration::from_secs(4));
+        assert_eq!(budget(None), Duration::from_secs(TIMEOUT_SECONDS) * 4 / 5);
+        assert_eq!(budget(Some("timeout=bogus")), budget(None));
+        assert_eq!(budget(Some("timeout=10m")), Duration::from_secs(24));
+        assert_eq!(budget(Some("timeout=1ms")), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn peek_reads_the_request_head_and_tolerates_anything() {
+        let body = br#"{"request":{"uid":"u1","kind":{"kind":"K"},"namespace":"ns","name":"n",
+            "operation":"CREATE","userInfo":{"username":"alice"},"object":{"deep":[[[1]]]}}}"#;
+        let head = Head::peek(body);
+        assert_eq!(
+            (head.uid.as_str(), head.kind.as_str(), head.user.as_str()),
+            ("u1", "K", "alice")
+        );
+        for bad in [
+            &b"not json"[..],
+            b"{\"request\":{\"uid\":7}}",
+            b"[]",
+            b"\xff",
+        ] {
+            assert_eq!(Head::peek(bad).uid, "");
+        }
+    }
+}
