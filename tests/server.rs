@@ -208,6 +208,42 @@ async fn a_50_mb_body_is_refused_413_over_http2() {
     h.assert_healthy().await;
 }
 
+/// Refused before its body is read, the stream ends with RST_STREAM(NO_ERROR) after the 413,
+/// which clients read as "response complete"; CANCEL would make them drop the response.
+#[tokio::test]
+async fn an_http2_refusal_before_the_body_is_read_resets_the_stream_with_no_error() {
+    let h = start().await;
+    let tls = h.tls_stream(b"h2").await;
+    let (mut client, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let request =
+        axum::http::Request::post(format!("https://localhost:{}/validate", h.webhook.port()))
+            .header("content-type", JSON)
+            .header("content-length", (50 * 1024 * 1024).to_string())
+            .body(())
+            .unwrap();
+    let (response, mut upload) = client.send_request(request, false).unwrap();
+    upload
+        .send_data(vec![b' '; 16 * 1024].into(), false)
+        .unwrap();
+    let response = within(Duration::from_secs(10), "a response", response)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let mut body = response.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = body.data().await {
+        text.extend_from_slice(&chunk.expect("the whole refusal"));
+    }
+    assert!(String::from_utf8_lossy(&text).contains("larger than"));
+    let reset = futures::future::poll_fn(|cx| upload.poll_reset(cx));
+    let reason = within(Duration::from_secs(10), "a reset", reset)
+        .await
+        .unwrap();
+    assert_eq!(reason, h2::Reason::NO_ERROR);
+    h.assert_healthy().await;
+}
+
 fn big() -> Vec<u8> {
     vec![b' '; 50 * 1024 * 1024]
 }

@@ -9,17 +9,14 @@ use crate::judge::Judged;
 use crate::policy::Phase;
 use crate::webhook_config::TIMEOUT_SECONDS;
 use axum::Json;
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::{Frame, SizeHint};
 use serde_json::{Value, json};
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -69,16 +66,12 @@ pub async fn handle(
     let budget = budget(query.as_deref());
     if !is_json(&headers) {
         let message = "content type must be application/json";
-        let response = malformed(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, message, started);
-        return answer_before_dropping(response, request);
+        return malformed(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, message, started);
     }
     let until = started + budget.min(BODY_TIMEOUT);
     let body = match read_body(&headers, &mut request, until).await {
         Ok(body) => body,
-        Err((code, message)) => {
-            let response = malformed(&app, code, &message, started);
-            return answer_before_dropping(response, request);
-        }
+        Err((code, message)) => return malformed(&app, code, &message, started),
     };
     let answer = answer(route, app.clone(), body.clone(), started, budget);
     match AssertUnwindSafe(answer).catch_unwind().await {
@@ -275,43 +268,6 @@ async fn read_body(
             StatusCode::REQUEST_TIMEOUT,
             format!("request body not received within {BODY_TIMEOUT:?}"),
         )),
-    }
-}
-
-/// Keeps the unread request body open until the response has been sent. Over HTTP/2, dropping
-/// it first would reset the stream (CANCEL) before the refusal goes out; dropped after, the
-/// reset says NO_ERROR and clients keep the response.
-fn answer_before_dropping(response: Response, request: Body) -> Response {
-    response.map(|body| {
-        Body::new(Holding {
-            body,
-            _request: request,
-        })
-    })
-}
-
-struct Holding {
-    body: Body,
-    _request: Body,
-}
-
-impl HttpBody for Holding {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

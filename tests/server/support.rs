@@ -264,7 +264,7 @@ impl Harness {
         assert_eq!(response["allowed"], true);
     }
 
-    async fn tls_stream(
+    pub async fn tls_stream(
         &self,
         alpn: &[u8],
     ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
