@@ -384,33 +384,31 @@ pub fn environment_configs_match_schema(request: &Rrb, ctx: &Context) -> Check {
     else {
         return no_schema(request, &value);
     };
-    let compiled = ctx.schemas.get_or_compile(&declaring.identity(), schema);
-    let compiled = compiled.as_ref().as_ref().map_err(|error| {
-        Denial::forbidden(
-            CONFIGS,
-            format!(
-                "{}: the environmentConfigs schema of {} is invalid ({error}), so {CONFIGS} \
-                 cannot be checked; ask the platform team to fix {}",
-                who(request),
-                declaring.describe(),
-                declaring.describe(),
-            ),
-        )
-    })?;
-    let violations = compiled.validate(&value);
-    if violations.is_empty() {
+    let report = ctx
+        .schemas
+        .check(&declaring.identity(), schema, &value)
+        .map_err(|error| {
+            Denial::forbidden(
+                CONFIGS,
+                format!(
+                    "{}: the environmentConfigs schema of {} is invalid ({error}), so {CONFIGS} \
+                     cannot be checked; ask the platform team to fix {}",
+                    who(request),
+                    declaring.describe(),
+                    declaring.describe(),
+                ),
+            )
+        })?;
+    if report.is_empty() {
         return pass();
     }
-    let causes: Vec<Cause> = violations
+    let causes: Vec<Cause> = report
+        .violations
         .iter()
         .map(|v| Cause {
             field: v.field(CONFIGS),
             message: v.message.clone(),
         })
-        .collect();
-    let listed: Vec<String> = causes
-        .iter()
-        .map(|c| format!("{}: {}", c.field, c.message))
         .collect();
     Err(Denial {
         code: DenyCode::Invalid,
@@ -418,7 +416,7 @@ pub fn environment_configs_match_schema(request: &Rrb, ctx: &Context) -> Check {
             "{}: {CONFIGS} does not match the environmentConfigs schema of {}: {}; fix these values",
             who(request),
             declaring.describe(),
-            listed.join("; "),
+            report.summary(CONFIGS),
         ),
         causes,
     })
