@@ -11,11 +11,11 @@
 
 use super::SchemaError;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ptr;
 
 /// Schema-node visits (plus nodes of inserted defaults) allowed for one value.
-pub const MAX_STEPS: usize = 2_000_000;
+pub const MAX_STEPS: usize = 1_000_000;
 /// Levels of value nesting plus `$ref`/`allOf` hops under which a schema still applies.
 pub const MAX_DEPTH: usize = 1_000;
 /// `$ref` hops followed when looking up a property's `default`.
@@ -28,6 +28,7 @@ pub fn apply(schema: &Value, value: &Value) -> Result<Value, SchemaError> {
         root: schema,
         steps: 0,
         in_place: HashSet::new(),
+        refs: HashMap::new(),
     };
     walk.schema(schema, &mut effective, Mode::Default, 0)?;
     Ok(effective)
@@ -45,6 +46,8 @@ struct Walk<'s> {
     steps: usize,
     /// (schema, value node) pairs being applied, to stop `$ref` cycles that do not descend.
     in_place: HashSet<(*const Value, *const Value)>,
+    /// Local `$ref`s already resolved.
+    refs: HashMap<&'s str, Option<&'s Value>>,
 }
 
 impl<'s> Walk<'s> {
@@ -99,10 +102,7 @@ impl<'s> Walk<'s> {
         mode: Mode,
         depth: usize,
     ) -> Result<(), SchemaError> {
-        if let Some(target) = keywords
-            .get("$ref")
-            .and_then(|r| resolve_local(self.root, r))
-        {
+        if let Some(target) = keywords.get("$ref").and_then(|r| self.resolve(r)) {
             self.schema(target, instance, mode, depth + 1)?;
         }
         for member in members(keywords, "allOf") {
@@ -234,14 +234,23 @@ impl<'s> Walk<'s> {
     }
 
     /// The schema's `default`, or that of the schema its local `$ref` points to.
-    fn find_default(&self, mut schema: &'s Value) -> Option<&'s Value> {
+    fn find_default(&mut self, mut schema: &'s Value) -> Option<&'s Value> {
         for _ in 0..MAX_REF_HOPS {
             if let Some(default) = schema.get("default") {
                 return Some(default);
             }
-            schema = resolve_local(self.root, schema.get("$ref")?)?;
+            schema = self.resolve(schema.get("$ref")?)?;
         }
         None
+    }
+
+    fn resolve(&mut self, reference: &'s Value) -> Option<&'s Value> {
+        let reference = reference.as_str()?;
+        let root = self.root;
+        *self
+            .refs
+            .entry(reference)
+            .or_insert_with(|| resolve_local(root, reference))
     }
 }
 
@@ -278,8 +287,8 @@ fn object_at<'s>(
 }
 
 /// Resolves `#/json/pointer` references inside the document; anything else yields `None`.
-pub fn resolve_local<'s>(root: &'s Value, reference: &Value) -> Option<&'s Value> {
-    let fragment = reference.as_str()?.strip_prefix('#')?;
+fn resolve_local<'s>(root: &'s Value, reference: &str) -> Option<&'s Value> {
+    let fragment = reference.strip_prefix('#')?;
     root.pointer(&percent_decode(fragment)?)
 }
 
@@ -425,7 +434,7 @@ mod tests {
         let chain = |levels: usize| {
             let mut value = json!({});
             for _ in 0..levels {
-                value = json!({ "next": value });
+                value = Value::Object(Map::from_iter([("next".to_owned(), value)]));
             }
             value
         };
@@ -438,9 +447,9 @@ mod tests {
     fn values_deeper_than_the_schema_are_not_walked() {
         let mut value = json!(1);
         for _ in 0..5_000 {
-            value = json!([value]);
+            value = Value::Array(vec![value]);
         }
-        let value = json!({ "free": value });
+        let value = Value::Object(Map::from_iter([("free".to_owned(), value)]));
         let compiled = compiled(&json!({"type":"object","properties":{"n":{"default":1}}}));
         assert_eq!(compiled.check(&value).map(|r| r.total), Ok(0));
         stacker::grow(64 << 20, || drop(value));
