@@ -19,6 +19,8 @@ pub const MAX_REVIEW_DEPTH: usize = 10_000 + 16;
 /// Stack that decoding, judging and dropping a review of [`MAX_REVIEW_DEPTH`] needs, with room
 /// to spare (reserved, committed only as it is used).
 pub const REVIEW_STACK_BYTES: usize = 256 << 20;
+/// Nesting that any thread's stack handles (serde_json's own default limit).
+const SHALLOW_DEPTH: usize = 128;
 
 /// Why a body could not be read as an AdmissionReview at all (HTTP 400).
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +127,12 @@ pub fn decode_review(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
     stacker::maybe_grow(REVIEW_STACK_BYTES / 2, REVIEW_STACK_BYTES, || {
         decode_envelope(body)
     })
+}
+
+/// Whether `body` nests deeper than any stack handles, so that it must be decoded, judged and
+/// dropped on a stack of [`REVIEW_STACK_BYTES`].
+pub fn needs_deep_stack(body: &[u8]) -> bool {
+    nested_deeper_than(body, SHALLOW_DEPTH)
 }
 
 fn decode_envelope(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {

@@ -16,12 +16,16 @@ pub struct Judged {
 
 /// Judges one request body. `Err` means the body was not an AdmissionReview at all.
 ///
-/// Runs on a stack of its own, sized for the deepest object the API server sends: decoding,
-/// cloning, comparing and dropping such objects recurses once per level.
+/// A deeply nested body is judged on a stack of its own, sized for the deepest object the API
+/// server sends: decoding, cloning, comparing and dropping such objects recurses once per level.
 pub fn judge(phase: Phase, body: &[u8], ctx: &Context) -> Result<Judged, ReviewError> {
-    stacker::grow(admission::REVIEW_STACK_BYTES, || {
+    if admission::needs_deep_stack(body) {
+        stacker::grow(admission::REVIEW_STACK_BYTES, || {
+            judge_here(phase, body, ctx)
+        })
+    } else {
         judge_here(phase, body, ctx)
-    })
+    }
 }
 
 fn judge_here(phase: Phase, body: &[u8], ctx: &Context) -> Result<Judged, ReviewError> {
