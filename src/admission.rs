@@ -4,6 +4,7 @@
 //! speaks the API server's language.
 
 use base64::Engine;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -12,6 +13,14 @@ pub const KIND: &str = "AdmissionReview";
 /// The API server keeps at most a few warnings and wants each one short.
 pub const MAX_WARNINGS: usize = 8;
 pub const MAX_WARNING_CHARS: usize = 119;
+/// Nesting the API server accepts in an object, plus the review's own envelope. A review is
+/// decoded (and must be dropped) on a stack of [`REVIEW_STACK_BYTES`].
+pub const MAX_REVIEW_DEPTH: usize = 10_000 + 16;
+/// Stack that decoding, judging and dropping a review of [`MAX_REVIEW_DEPTH`] needs, with room
+/// to spare (reserved, committed only as it is used).
+pub const REVIEW_STACK_BYTES: usize = 256 << 20;
+/// Nesting that any thread's stack handles (serde_json's own default limit).
+const SHALLOW_DEPTH: usize = 128;
 
 /// Why a body could not be read as an AdmissionReview at all (HTTP 400).
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +29,11 @@ pub enum ReviewError {
     NotJson(String),
     #[error("not an {API_VERSION} {KIND}: {0}")]
     NotAReview(String),
+    #[error(
+        "body is nested more than {MAX_REVIEW_DEPTH} levels deep; \
+         the API server accepts no object nested that deep"
+    )]
+    TooDeep,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,10 +117,26 @@ struct ReviewEnvelope {
     request: Option<Value>,
 }
 
-/// Reads a request body as an AdmissionReview.
+/// Reads a request body as an AdmissionReview, at any nesting the API server accepts. The
+/// result may hold values nested [`MAX_REVIEW_DEPTH`] deep: handle and drop it on a stack of
+/// [`REVIEW_STACK_BYTES`], as [`crate::judge::judge`] does.
 pub fn decode_review(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
-    let envelope: ReviewEnvelope =
-        serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+    if nested_deeper_than(body, MAX_REVIEW_DEPTH) {
+        return Err(ReviewError::TooDeep);
+    }
+    stacker::maybe_grow(REVIEW_STACK_BYTES / 2, REVIEW_STACK_BYTES, || {
+        decode_envelope(body)
+    })
+}
+
+/// Whether `body` nests deeper than any stack handles, so that it must be decoded, judged and
+/// dropped on a stack of [`REVIEW_STACK_BYTES`].
+pub fn needs_deep_stack(body: &[u8]) -> bool {
+    nested_deeper_than(body, SHALLOW_DEPTH)
+}
+
+fn decode_envelope(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
+    let envelope: ReviewEnvelope = from_slice_unbounded(body)?;
     if envelope.api_version != API_VERSION || envelope.kind != KIND {
         return Err(ReviewError::NotAReview(format!(
             "apiVersion {:?}, kind {:?}",
@@ -143,6 +173,44 @@ fn check_objects(request: &AdmissionRequest) -> Result<(), ReviewError> {
         "request.{missing} is missing or null on {:?}",
         request.operation
     )))
+}
+
+/// Parses JSON without serde_json's nesting limit of 128; [`nested_deeper_than`] bounds it.
+fn from_slice_unbounded<T: DeserializeOwned>(body: &[u8]) -> Result<T, ReviewError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    deserializer.disable_recursion_limit();
+    T::deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value))
+        .map_err(|e| ReviewError::NotJson(e.to_string()))
+}
+
+/// Whether arrays and objects in `body` nest more than `limit` deep; a single pass without
+/// recursion, so any body answers at once.
+fn nested_deeper_than(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// How a refusal is classified on the wire.
@@ -378,6 +446,36 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        let cases: [(&[u8], usize); 5] = [
+            (br#"{"a":[1,{"b":2}]}"#, 3),
+            (br#"{"a":"[[[[{{{{"}"#, 1),
+            (br#"{"a":"\"[[[["}"#, 1),
+            (br#"{"a":"\\",  "b":[[1]]}"#, 3),
+            (b"[[[]]][[[]]]", 3),
+        ];
+        for (body, depth) in cases {
+            let text = String::from_utf8_lossy(body);
+            assert!(!nested_deeper_than(body, depth), "{text}");
+            assert!(nested_deeper_than(body, depth - 1), "{text}");
+        }
+    }
+
+    #[test]
+    fn deep_reviews_decode_and_deeper_ones_are_refused() {
+        let at = |levels: usize| {
+            let object = format!("{}null{}", "[".repeat(levels), "]".repeat(levels));
+            let request = minimal_request().to_string();
+            let request = request.replacen('{', &format!(r#"{{"object":{object},"#), 1);
+            format!(r#"{{"apiVersion":"{API_VERSION}","kind":"{KIND}","request":{request}}}"#)
+        };
+        let request = decode_review(at(5_000).as_bytes()).expect("decodes");
+        stacker::grow(REVIEW_STACK_BYTES, || drop(request));
+        let refused = decode_review(at(MAX_REVIEW_DEPTH).as_bytes());
+        assert!(matches!(refused, Err(ReviewError::TooDeep)));
     }
 
     #[test]

@@ -15,7 +15,20 @@ pub struct Judged {
 }
 
 /// Judges one request body. `Err` means the body was not an AdmissionReview at all.
+///
+/// A deeply nested body is judged on a stack of its own, sized for the deepest object the API
+/// server sends: decoding, cloning, comparing and dropping such objects recurses once per level.
 pub fn judge(phase: Phase, body: &[u8], ctx: &Context) -> Result<Judged, ReviewError> {
+    if admission::needs_deep_stack(body) {
+        stacker::grow(admission::REVIEW_STACK_BYTES, || {
+            judge_here(phase, body, ctx)
+        })
+    } else {
+        judge_here(phase, body, ctx)
+    }
+}
+
+fn judge_here(phase: Phase, body: &[u8], ctx: &Context) -> Result<Judged, ReviewError> {
     let request = admission::decode_review(body)?;
     let decision = catch_unwind(AssertUnwindSafe(|| policy::decide(phase, &request, ctx)))
         .unwrap_or_else(|_| internal_error());
@@ -43,5 +56,71 @@ fn internal_error() -> Decision {
             "bindguard could not judge this request (internal error); it has been logged",
         )),
         ..Decision::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Writers;
+    use crate::policy::Settings;
+    use crate::schema::SchemaCache;
+    use std::thread;
+
+    /// A binding CREATE whose environmentConfigs hold an object nested `levels` deep, written as
+    /// text so that the test itself never builds (or drops) a deep value.
+    fn deep_review(levels: usize) -> Vec<u8> {
+        let deep = format!("{}1{}", r#"{"a":"#.repeat(levels), "}".repeat(levels));
+        format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{
+            "uid":"u-deep","kind":{{"group":"openchoreo.dev","version":"v1alpha1",
+            "kind":"ResourceReleaseBinding"}},"name":"b","namespace":"ns","operation":"CREATE",
+            "userInfo":{{"username":"alice"}},"object":{{"apiVersion":"openchoreo.dev/v1alpha1",
+            "kind":"ResourceReleaseBinding","metadata":{{"name":"b","namespace":"ns"}},
+            "spec":{{"owner":{{"projectName":"p","resourceName":"r"}},"environment":"dev",
+            "resourceTypeEnvironmentConfigs":{deep}}}}}}}}}"#
+        )
+        .into_bytes()
+    }
+
+    /// Judges on a thread with Rust's default 2 MiB stack, as a server worker would.
+    fn judge_on_small_stack(body: Vec<u8>) -> Result<(bool, String), String> {
+        thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let (_, stores) = Writers::new(0);
+                let settings = Settings::default();
+                let schemas = SchemaCache::new();
+                let ctx = Context {
+                    view: &stores,
+                    settings: &settings,
+                    schemas: &schemas,
+                };
+                judge(Phase::Validate, &body, &ctx)
+                    .map(|judged| {
+                        let response = &judged.response["response"];
+                        (response["allowed"] == true, response.to_string())
+                    })
+                    .map_err(|error| error.to_string())
+            })
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow")
+    }
+
+    #[test]
+    fn deep_objects_the_api_server_accepts_are_judged() {
+        for levels in [150, 10_000] {
+            let judged = judge_on_small_stack(deep_review(levels));
+            let (allowed, response) = judged.unwrap_or_else(|e| panic!("{levels}: {e}"));
+            assert!(allowed, "{levels} levels: {response}");
+        }
+    }
+
+    #[test]
+    fn absurdly_deep_bodies_are_refused_clearly() {
+        let refused = judge_on_small_stack(deep_review(100_000));
+        let error = refused.expect_err("refused");
+        assert!(error.contains("nested more than"), "{error}");
     }
 }

@@ -8,7 +8,7 @@ use crate::crd::{
     ClusterResourceType, KIND_CLUSTER_RESOURCE_TYPE, ResourceRelease, ResourceReleaseBinding,
     ResourceType, ResourceTypeTemplate,
 };
-use crate::schema::{EnvConfigSchema, SchemaCache, SchemaError, Violation};
+use crate::schema::{Report, SchemaCache, SchemaError};
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -112,13 +112,15 @@ impl Declaring {
         )
     }
 
-    /// The compiled environmentConfigs schema, `None` when the type declares none.
-    pub fn schema(
+    /// `value` checked against the type's environmentConfigs schema (compiled once per object
+    /// version, defaults applied first); `None` when the type declares no schema.
+    pub fn check(
         &self,
         schemas: &SchemaCache,
-    ) -> Option<Arc<Result<EnvConfigSchema, SchemaError>>> {
+        value: &Value,
+    ) -> Option<Result<Report, SchemaError>> {
         let schema = self.template().environment_configs_schema()?;
-        Some(schemas.get_or_compile(&self.identity(), schema))
+        Some(schemas.check(&self.identity(), schema, value))
     }
 }
 
@@ -126,10 +128,10 @@ impl Declaring {
 pub enum ConfigCheck {
     /// No type, or a type without an environmentConfigs schema, was found.
     NoSchema,
-    /// The schema does not compile.
+    /// The schema does not compile, or is too costly for these configs.
     BrokenSchema(Declaring, SchemaError),
-    /// Checked: the violations (empty when the configs fit).
-    Checked(Declaring, Vec<Violation>),
+    /// Checked: the violations (empty when the configs fit), at most 20 kept and all counted.
+    Checked(Declaring, Report),
 }
 
 /// Checks `configs` (absent = `{}`) against the schema of the binding's type, defaults applied.
@@ -142,21 +144,16 @@ pub fn check_configs(
     let Some(declaring) = Declaring::find(view, namespace, binding) else {
         return ConfigCheck::NoSchema;
     };
-    let Some(compiled) = declaring.schema(schemas) else {
-        return ConfigCheck::NoSchema;
-    };
     let empty = json!({});
     let configs = binding
         .spec
         .resource_type_environment_configs
         .as_ref()
         .unwrap_or(&empty);
-    match compiled.as_ref() {
-        Ok(schema) => {
-            let violations = schema.validate(configs);
-            ConfigCheck::Checked(declaring, violations)
-        }
-        Err(error) => ConfigCheck::BrokenSchema(declaring, error.clone()),
+    match declaring.check(schemas, configs) {
+        None => ConfigCheck::NoSchema,
+        Some(Ok(report)) => ConfigCheck::Checked(declaring, report),
+        Some(Err(error)) => ConfigCheck::BrokenSchema(declaring, error),
     }
 }
 
@@ -258,16 +255,7 @@ fn config_lines(
             "the environmentConfigs schema of {} is invalid: {error}",
             declaring.describe()
         )],
-        ConfigCheck::Checked(_, violations) => violations
-            .iter()
-            .map(|v| {
-                format!(
-                    "{}: {}",
-                    v.field("spec.resourceTypeEnvironmentConfigs"),
-                    v.message
-                )
-            })
-            .collect(),
+        ConfigCheck::Checked(_, report) => report.lines("spec.resourceTypeEnvironmentConfigs"),
     }
 }
 

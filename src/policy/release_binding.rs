@@ -12,7 +12,7 @@ use crate::crd::{
     OutputTemplate, ResolvedResourceOutput, ResourceReleaseBinding,
 };
 use crate::naming;
-use crate::schema::Violation;
+use crate::schema::Report;
 
 type Rrb<'a> = Request<'a, ResourceReleaseBinding>;
 
@@ -331,24 +331,21 @@ pub fn environment_configs_match_schema(request: &Rrb, ctx: &Context) -> Check {
                 declaring.describe(),
             ),
         )),
-        ConfigCheck::Checked(_, violations) if violations.is_empty() => pass(),
-        ConfigCheck::Checked(declaring, violations) => {
-            Err(configs_denial(request, &declaring, &violations))
+        ConfigCheck::Checked(_, report) if report.is_empty() => pass(),
+        ConfigCheck::Checked(declaring, report) => {
+            Err(configs_denial(request, &declaring, &report))
         }
     }
 }
 
-fn configs_denial(request: &Rrb, declaring: &Declaring, violations: &[Violation]) -> Denial {
-    let causes: Vec<Cause> = violations
+fn configs_denial(request: &Rrb, declaring: &Declaring, report: &Report) -> Denial {
+    let causes: Vec<Cause> = report
+        .violations
         .iter()
         .map(|v| Cause {
             field: v.field(CONFIGS),
             message: v.message.clone(),
         })
-        .collect();
-    let listed: Vec<String> = causes
-        .iter()
-        .map(|c| format!("{}: {}", c.field, c.message))
         .collect();
     Denial {
         code: DenyCode::Invalid,
@@ -356,7 +353,7 @@ fn configs_denial(request: &Rrb, declaring: &Declaring, violations: &[Violation]
             "{}: {CONFIGS} does not match the environmentConfigs schema of {}: {}; fix these values",
             who(request),
             declaring.describe(),
-            listed.join("; "),
+            report.summary(CONFIGS),
         ),
         causes,
     }

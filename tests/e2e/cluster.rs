@@ -524,6 +524,9 @@ impl Launch {
             format!("--admin-addr={}", self.admin),
             format!("--tls-cert={}", self.certs.join("tls.crt").display()),
             format!("--tls-key={}", self.certs.join("tls.key").display()),
+            // Nothing routes by endpoints here: stop at once on SIGTERM (tests/server.rs proves
+            // the drain).
+            "--drain-delay=0s".to_owned(),
         ];
         serve.extend(extra.iter().map(|a| a.to_string()));
         let env = [

@@ -1,0 +1,170 @@
+//! Compiled schemas kept by identity, so that a schema is compiled once, not per request.
+
+use super::{EnvConfigSchema, Report, SchemaError};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+/// Compiled schemas kept by a [`SchemaCache`] before the oldest is evicted.
+pub const CACHE_CAPACITY: usize = 1024;
+
+pub type Compiled = Arc<Result<EnvConfigSchema, SchemaError>>;
+type Slot = Arc<OnceLock<Compiled>>;
+
+/// Thread-safe, bounded cache of compiled schemas keyed by a caller-chosen identity
+/// (e.g. uid + resourceVersion of the ResourceType). Failed compilations are cached too.
+pub struct SchemaCache {
+    capacity: usize,
+    inner: Mutex<CacheEntries>,
+}
+
+#[derive(Default)]
+struct CacheEntries {
+    slots: HashMap<String, Slot>,
+    insertion_order: VecDeque<String>,
+}
+
+impl Default for SchemaCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SchemaCache {
+    pub fn new() -> Self {
+        Self::with_capacity(CACHE_CAPACITY)
+    }
+
+    pub(super) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            inner: Mutex::default(),
+        }
+    }
+
+    /// Returns the compiled schema for `identity`, compiling `schema` on first use.
+    /// Concurrent callers with the same identity wait for a single compilation.
+    pub fn get_or_compile(&self, identity: &str, schema: &Value) -> Compiled {
+        let slot = self.slot(identity);
+        Arc::clone(slot.get_or_init(|| Arc::new(EnvConfigSchema::compile(schema))))
+    }
+
+    /// Checks `value` against the schema known as `identity` (compiled on first use).
+    pub fn check(
+        &self,
+        identity: &str,
+        schema: &Value,
+        value: &Value,
+    ) -> Result<Report, SchemaError> {
+        match self.get_or_compile(identity, schema).as_ref() {
+            Ok(compiled) => compiled.check(value),
+            Err(error) => Err(error.clone()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CacheEntries> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slot(&self, identity: &str) -> Slot {
+        let mut entries = self.lock();
+        if let Some(slot) = entries.slots.get(identity) {
+            return Arc::clone(slot);
+        }
+        while entries.slots.len() >= self.capacity {
+            let Some(oldest) = entries.insertion_order.pop_front() else {
+                break;
+            };
+            entries.slots.remove(&oldest);
+        }
+        let slot = Slot::default();
+        entries.slots.insert(identity.to_owned(), Arc::clone(&slot));
+        entries.insertion_order.push_back(identity.to_owned());
+        slot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::tests::postgres;
+    use serde_json::json;
+    use std::thread;
+
+    #[test]
+    fn cache_compiles_once_per_identity() {
+        let cache = SchemaCache::new();
+        assert!(cache.is_empty());
+        let first = cache.get_or_compile("uid-1/7/ResourceType", &postgres());
+        let again = cache.get_or_compile("uid-1/7/ResourceType", &json!({"type":"strin"}));
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "same identity must reuse the compiled schema"
+        );
+        assert!(again.is_ok());
+        assert_eq!(cache.len(), 1);
+
+        let broken = cache.get_or_compile("uid-2/1/ResourceType", &json!({"type":"strin"}));
+        assert!(broken.is_err());
+        assert!(Arc::ptr_eq(
+            &broken,
+            &cache.get_or_compile("uid-2/1/ResourceType", &postgres())
+        ));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn cache_checks_values() {
+        let cache = SchemaCache::new();
+        let report = cache.check("pg", &postgres(), &json!({"memory": "lots"}));
+        assert_eq!(report.map(|r| r.total), Ok(1));
+        let broken = cache.check("bad", &json!({"type":"strin"}), &json!({}));
+        assert!(broken.is_err());
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn cache_is_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<SchemaCache>();
+        assert_send_sync::<EnvConfigSchema>();
+
+        let cache = SchemaCache::default();
+        let results: Vec<Compiled> = thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| cache.get_or_compile("shared", &postgres())))
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        assert_eq!(results.len(), 8);
+        assert!(results.iter().all(|r| Arc::ptr_eq(r, &results[0])));
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let cache = SchemaCache::with_capacity(2);
+        let a = cache.get_or_compile("a", &json!(true));
+        cache.get_or_compile("b", &json!(true));
+        cache.get_or_compile("c", &json!(true));
+        assert_eq!(cache.len(), 2);
+        assert!(
+            !Arc::ptr_eq(&a, &cache.get_or_compile("a", &json!(true))),
+            "oldest is evicted"
+        );
+
+        let cache = SchemaCache::new();
+        for i in 0..CACHE_CAPACITY + 10 {
+            cache.get_or_compile(&i.to_string(), &json!(true));
+        }
+        assert_eq!(cache.len(), CACHE_CAPACITY);
+    }
+}
