@@ -1,10 +1,10 @@
-//! `manifests/crds/` (and the Helm chart's copy) must hold exactly what `bindguard crds`
+//! `manifests/base/crds/` (and the Helm chart's copy) must hold exactly what `bindguard crds`
 //! generates. Regenerate with `BINDGUARD_UPDATE_CRDS=1 cargo test --test crds`.
 
 use std::path::Path;
 
 /// Where the generated CRDs live: the kustomize manifests and the Helm chart.
-const CRD_DIRS: [&str; 2] = ["manifests/crds", "charts/bindguard/files/crds"];
+const CRD_DIRS: [&str; 2] = ["manifests/base/crds", "charts/bindguard/files/crds"];
 
 #[test]
 fn manifests_match_the_rust_types() {

@@ -46,12 +46,12 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     ]
 }
 
-/// The file name a CRD is kept under in `manifests/crds/`.
+/// The file name a CRD is kept under in `manifests/base/crds/`.
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
 }
 
-/// A CRD as the YAML document kept in `manifests/crds/`.
+/// A CRD as the YAML document kept in `manifests/base/crds/`.
 pub fn to_yaml(crd: &CustomResourceDefinition) -> anyhow::Result<String> {
     Ok(serde_saphyr::to_string(crd)?)
 }

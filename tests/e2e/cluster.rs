@@ -382,9 +382,9 @@ fn write_kubeconfig(
     Ok(path)
 }
 
-/// Applies `manifests/crds/` and waits until every CRD is Established.
+/// Applies `manifests/base/crds/` and waits until every CRD is Established.
 fn install_crds(kubectl: &Kubectl) -> Result<()> {
-    let crds = Path::new(MANIFEST_DIR).join("manifests/crds");
+    let crds = Path::new(MANIFEST_DIR).join("manifests/base/crds");
     ensure!(crds.is_dir(), "{} is missing", crds.display());
     let crds = crds.display().to_string();
     kubectl.run(&["apply", "-f", &crds]).into_result()?;
@@ -415,7 +415,7 @@ fn is_established(crd: &Value) -> bool {
 }
 
 /// Starts `bindguard serve` against the cluster as its ServiceAccount (its namespace and
-/// `manifests/rbac.yaml` applied first, as a deployment has them) and waits for its admin
+/// `manifests/base/rbac.yaml` applied first, as a deployment has them) and waits for its admin
 /// `/readyz`. Returns the process, its admin address
 /// and its webhook configurations.
 fn start_bindguard(
@@ -424,7 +424,7 @@ fn start_bindguard(
     kubectl: &Kubectl,
     pki: &Pki,
 ) -> Result<(Proc, Launch, String)> {
-    let manifests = Path::new(MANIFEST_DIR).join("manifests");
+    let manifests = Path::new(MANIFEST_DIR).join("manifests/base");
     let namespace = manifests.join("namespace.yaml").display().to_string();
     kubectl.run(&["apply", "-f", &namespace]).into_result()?;
     let rbac = fs::read_to_string(manifests.join("rbac.yaml")).context("read rbac.yaml")?;
@@ -494,7 +494,7 @@ fn with_request_groups(rbac: &str, groups: &[&str]) -> Result<String> {
 }
 
 /// Who bindguard is to the API server: its ServiceAccount, whose only permissions are
-/// `manifests/rbac.yaml`. A client certificate with this common name authenticates as that user.
+/// `manifests/base/rbac.yaml`. A client certificate with this common name authenticates as that user.
 pub const BINDGUARD_USER: &str = "system:serviceaccount:bindguard-system:bindguard";
 
 /// The lease identity (`POD_NAME`) of the main bindguard process.

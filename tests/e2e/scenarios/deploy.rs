@@ -35,6 +35,20 @@ fn manifests_pass_server_dry_run(c: &Cluster) {
             .run(&["apply", "--dry-run=server", "-R", "-f", &dir])
     };
     let out = out.ok();
+    // The cert-manager overlay needs cert-manager's CRDs to apply; it must at least build, with
+    // the shared base and its Certificate.
+    let overlay = format!("{dir}/cert-manager");
+    let built = c.kubectl.run(&["kustomize", &overlay]).ok();
+    for wanted in [
+        "kind: Certificate",
+        "kind: Deployment",
+        "cert-manager.io/inject-ca-from",
+    ] {
+        assert!(
+            built.stdout.contains(wanted),
+            "{wanted:?} not in {overlay}:\n{built}"
+        );
+    }
     for kind in EXPECTED {
         assert!(
             out.stdout

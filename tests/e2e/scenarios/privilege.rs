@@ -1,4 +1,4 @@
-//! Least privilege: bindguard runs as its ServiceAccount with exactly `manifests/rbac.yaml`.
+//! Least privilege: bindguard runs as its ServiceAccount with exactly `manifests/base/rbac.yaml`.
 //! What it needs shows in the other scenarios (a missing permission fails them, and the last
 //! scenario here fails on any refusal in bindguard's log); what it must never do is asked of the
 //! API server's authorizer here.
