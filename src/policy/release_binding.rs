@@ -762,19 +762,25 @@ spec:
         .unwrap()
     }
 
-    fn judge_with(review: &AdmissionRequest, references: References) -> Decision {
+    /// Runs `f` with the doclet world and `references`.
+    fn in_world<R>(references: References, f: impl FnOnce(&Context) -> R) -> R {
         let stores = world();
         let settings = Settings {
             references,
             ..Settings::default()
         };
         let schemas = SchemaCache::new();
-        let ctx = Context {
+        f(&Context {
             view: &stores,
             settings: &settings,
             schemas: &schemas,
-        };
-        validate(&Request::decode(review).unwrap(), &ctx)
+        })
+    }
+
+    fn judge_with(review: &AdmissionRequest, references: References) -> Decision {
+        in_world(references, |ctx| {
+            validate(&Request::decode(review).unwrap(), ctx)
+        })
     }
 
     fn create(spec: Value) -> Decision {
@@ -1201,19 +1207,11 @@ spec:
         b
     }
 
+    /// Through `policy::decide`, as the server judges: the generic update guards apply.
     fn decide_with(review: &AdmissionRequest, references: References) -> Decision {
-        let stores = world();
-        let settings = Settings {
-            references,
-            ..Settings::default()
-        };
-        let schemas = SchemaCache::new();
-        let ctx = Context {
-            view: &stores,
-            settings: &settings,
-            schemas: &schemas,
-        };
-        crate::policy::decide(crate::policy::Phase::Validate, review, &ctx)
+        in_world(references, |ctx| {
+            crate::policy::decide(crate::policy::Phase::Validate, review, ctx)
+        })
     }
 
     #[test]
@@ -1327,14 +1325,6 @@ spec:
 
     #[test]
     fn long_names_become_valid_label_values() {
-        let stores = world();
-        let settings = Settings::default();
-        let schemas = SchemaCache::new();
-        let ctx = Context {
-            view: &stores,
-            settings: &settings,
-            schemas: &schemas,
-        };
         let long = "r".repeat(80);
         let r = review(
             "CREATE",
@@ -1345,7 +1335,9 @@ spec:
             Value::Null,
             None,
         );
-        let d = mutate(&Request::decode(&r).unwrap(), &ctx);
+        let d = in_world(References::Warn, |ctx| {
+            mutate(&Request::decode(&r).unwrap(), ctx)
+        });
         let mut object = r.object.clone().unwrap();
         json_patch::patch(&mut object, &d.patch).unwrap();
         let label = object["metadata"]["labels"][LABEL_RESOURCE]
