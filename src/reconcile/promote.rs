@@ -1,14 +1,32 @@
 //! `bindguard promote RESOURCE --env ENV`: pin an environment's binding to the Resource's latest
 //! release, as `occ resource promote` does.
 
-use crate::crd::{Resource, ResourceReleaseBinding};
+use crate::cluster::facts::Seen;
+use crate::crd::{LatestRelease, Resource, ResourceReleaseBinding};
 use anyhow::bail;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, GetParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
+use serde::Deserialize;
 use serde_json::json;
 
+/// The part of a Resource this command reads; every other field is skipped unparsed, so deeply
+/// nested parameters never fail it.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Released {
+    #[serde(default)]
+    status: Option<ReleasedStatus>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ReleasedStatus {
+    #[serde(default)]
+    latest_release: Option<LatestRelease>,
+}
+
 /// The release to pin, or upstream's message when the Resource has none.
-pub fn latest_release(resource: &str, object: Option<&Resource>) -> anyhow::Result<String> {
+pub fn latest_release(resource: &str, object: Option<&Released>) -> anyhow::Result<String> {
     match object
         .and_then(|r| r.status.as_ref())
         .and_then(|s| s.latest_release.as_ref())
@@ -44,17 +62,37 @@ pub async fn promote(
     resource: &str,
     env: &str,
 ) -> anyhow::Result<(String, String)> {
-    let found = Api::<Resource>::namespaced(client.clone(), ns)
-        .get_opt(resource)
-        .await?;
+    let found = get_released(&client, ns, resource).await?;
     let release = latest_release(resource, found.as_ref())?;
-    let api: Api<ResourceReleaseBinding> = Api::namespaced(client, ns);
-    let bindings = api.list(&Default::default()).await?.items;
+    // Bindings are read through the view's tolerant decoding, for the same reason.
+    let bindings: Vec<ResourceReleaseBinding> =
+        Api::<Seen<ResourceReleaseBinding>>::namespaced(client.clone(), ns)
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|seen| match seen {
+                Seen::Readable(binding) => Some(binding),
+                Seen::Unreadable { .. } => None,
+            })
+            .collect();
     let binding = binding_for(resource, env, &bindings)?.name_any();
+    let api: Api<ResourceReleaseBinding> = Api::namespaced(client, ns);
     let patch = json!({"spec": {"resourceRelease": release}});
     api.patch(&binding, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok((binding, release))
+}
+
+/// The Resource's release facts, or `None` when it does not exist.
+async fn get_released(client: &Client, ns: &str, name: &str) -> anyhow::Result<Option<Released>> {
+    let url = <Resource as kube::Resource>::url_path(&(), Some(ns));
+    let get = kube::core::Request::new(url).get(name, &GetParams::default())?;
+    match client.request_text(get).await {
+        Ok(text) => Ok(Some(serde_json::from_str(&text)?)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
@@ -64,20 +102,16 @@ mod tests {
 
     #[test]
     fn upstream_messages() {
-        let bare = Resource::new("x", ResourceSpec::default());
+        let bare: Released = serde_json::from_str(r#"{"spec":{"parameters":{"a":1}}}"#).unwrap();
         let err = latest_release("x", Some(&bare)).map_err(|e| e.to_string());
         assert_eq!(
             err,
             Err("resource \"x\" has no released versions yet".to_string())
         );
-        let mut released = bare.clone();
-        released.status = Some(ResourceStatus {
-            latest_release: Some(LatestRelease {
-                name: "x-abc".into(),
-                hash: String::new(),
-            }),
-            conditions: vec![],
-        });
+        let released: Released = serde_json::from_str(
+            r#"{"status":{"latestRelease":{"name":"x-abc"},"conditions":[]}}"#,
+        )
+        .unwrap();
         assert_eq!(
             latest_release("x", Some(&released)).ok(),
             Some("x-abc".to_string())

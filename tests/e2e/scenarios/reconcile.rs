@@ -537,6 +537,24 @@ fn promote_pins_the_latest_release(c: &Cluster) {
     let want =
         r#"no ResourceReleaseBinding found for resource "shop-db" in environment "production""#;
     assert!(stderr.contains(want), "{stderr}");
+    // Parameters nested past serde_json's default limit must not stop the command.
+    let deep = format!(
+        r#"{{"spec":{{"parameters":{}1{}}}}}"#,
+        r#"{"level":"#.repeat(150),
+        "}".repeat(150)
+    );
+    c.kubectl
+        .run(&[
+            "patch",
+            "resource",
+            "shop-db",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            &deep,
+        ])
+        .ok();
     let out = promote(c, &["shop-db", "--env", "staging", "-n", &ns]);
     assert!(
         out.status.success(),
