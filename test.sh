@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bindguard/target}"
-cargo test --release --locked --lib --bins --test crds --test server --test reviews --test cli
+cargo test --release --locked --lib --bins --test crds --test server --test reviews --test cli --test check
 cargo test --release --locked --test e2e

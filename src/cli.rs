@@ -5,7 +5,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Context, Phase, References, Settings};
 use crate::schema::SchemaCache;
 use crate::server::{self, App};
-use crate::{crd, judge, reconcile, tls, webhook_config};
+use crate::{check, crd, judge, reconcile, tls, webhook_config};
 use anyhow::{Context as _, bail};
 use base64::Engine;
 use clap::builder::TypedValueParser;
@@ -39,6 +39,29 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Pin an environment's ResourceReleaseBinding to the Resource's latest release.
     Promote(PromoteArgs),
+    /// Judge the manifests under PATHs (or what they change since --base) as the webhook would.
+    /// Exit 0: nothing refused; 1: something refused; 2: usage or parse error.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Judge what changed since this git revision (read through git, the work tree untouched);
+    /// without it every object is a CREATE.
+    #[arg(long, value_name = "GIT_REF")]
+    pub base: Option<String>,
+    /// Also judge against the live cluster (kubeconfig), the head's objects over it.
+    #[arg(long)]
+    pub cluster: bool,
+    /// What a reference to an object that does not exist yet means.
+    #[arg(long, env = "BINDGUARD_REFERENCES", value_enum, default_value_t = References::Warn)]
+    pub references: References,
+    /// Report format: `path:line:` lines, JSON, or GitHub workflow annotations.
+    #[arg(long, value_enum, default_value_t = check::report::Output::Text)]
+    pub output: check::report::Output,
+    /// Files and folders of manifests (YAML or JSON, multi-document, `List`s, recursive).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -192,7 +215,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crds => crds(),
         Command::Reconcile(args) => reconcile(args),
         Command::Promote(args) => promote(args),
+        Command::Check(args) => check(args),
     }
+}
+
+/// Prints the report; a refusal is [`check::Failure::Refused`], a check that could not run
+/// [`check::Failure::Unable`].
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let options = check::Options {
+        base: args.base,
+        cluster: args.cluster,
+        references: args.references,
+        output: args.output,
+        paths: args.paths,
+    };
+    let outcome = check::check(&options).map_err(check::Failure::Unable)?;
+    emit(format_args!("{}", outcome.report))?;
+    if outcome.refused {
+        return Err(check::Failure::Refused.into());
+    }
+    Ok(())
 }
 
 /// Logs at info (RUST_LOG overrides); rustls' own warnings about clients, such as an IP

@@ -1,6 +1,7 @@
 //! bindguard: admission webhook and reconcile loop that keep Kratix and OpenChoreo bindings honest.
 
 pub mod admission;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod crd;

@@ -5,9 +5,16 @@ fn main() -> std::process::ExitCode {
     match bindguard::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) if error.is::<bindguard::cli::StdoutClosed>() => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("bindguard: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(error) => match error.downcast_ref::<bindguard::check::Failure>() {
+            Some(bindguard::check::Failure::Refused) => std::process::ExitCode::from(1),
+            Some(unable) => {
+                eprintln!("bindguard check: {unable}");
+                std::process::ExitCode::from(2)
+            }
+            None => {
+                eprintln!("bindguard: {error:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

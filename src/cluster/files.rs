@@ -95,7 +95,7 @@ pub fn decode<K: DeserializeOwned>(value: Value) -> anyhow::Result<K> {
 
 impl Writers {
     /// Files one object under its kind; unknown kinds are skipped.
-    fn add(&mut self, object: Value) -> anyhow::Result<()> {
+    pub fn add(&mut self, object: Value) -> anyhow::Result<()> {
         let Some(api_version) = object.get("apiVersion").and_then(Value::as_str) else {
             bail!("apiVersion is missing");
         };
