@@ -4,6 +4,7 @@
 //! disturb each other, and it leaves the webhooks registered (see `Cluster::without_webhooks`).
 //! To wait for the reconcile loop, poll with `crate::wait::until` (a deadline, never a sleep).
 
+mod check;
 mod deploy;
 mod kratix;
 mod kratix_loop;
@@ -58,6 +59,7 @@ pub fn all() -> Vec<&'static Scenario> {
         updates::SCENARIOS,
         view::SCENARIOS,
         privilege::SCENARIOS,
+        check::SCENARIOS,
     ];
     areas.into_iter().flatten().collect()
 }
