@@ -55,12 +55,16 @@ pub struct GroupVersionKind {
     pub kind: String,
 }
 
-#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct UserInfo {
     #[serde(default)]
     pub username: String,
     #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
     pub groups: Vec<String>,
+    #[serde(default)]
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The part of `request` bindguard reads. Objects stay raw JSON: policy decodes them by kind.

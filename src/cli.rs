@@ -4,7 +4,7 @@ use crate::cluster::{ClusterView, Stores, files, live};
 use crate::metrics::Metrics;
 use crate::policy::{Context, Phase, References, Settings};
 use crate::schema::SchemaCache;
-use crate::server::{self, App};
+use crate::server::{self, App, authorize};
 use crate::{check, crd, judge, reconcile, tls, webhook_config};
 use anyhow::{Context as _, bail};
 use base64::Engine;
@@ -107,6 +107,7 @@ impl PolicyArgs {
         Settings {
             references: self.references,
             controller_users: self.controller_users.clone(),
+            authorize_projects: false,
         }
     }
 }
@@ -136,6 +137,10 @@ pub struct ServeArgs {
     /// Do not run the reconcile loop inside serve (run `bindguard reconcile` elsewhere).
     #[arg(long, env = "BINDGUARD_NO_RECONCILE")]
     pub no_reconcile: bool,
+    /// Refuse ResourceReleaseBinding writes (403) unless the requester may create, update or
+    /// delete `projects/releasebindings` named after the binding's project (SubjectAccessReview).
+    #[arg(long, env = "BINDGUARD_AUTHORIZE_PROJECTS", conflicts_with = "state")]
+    pub authorize_projects: bool,
     /// Reviews judged at once; one more is refused at once (429) instead of waiting.
     #[arg(long, env = "BINDGUARD_MAX_CONCURRENT_REVIEWS", default_value_t = server::DEFAULT_MAX_REVIEWS, value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
     pub max_concurrent_reviews: usize,
@@ -276,13 +281,17 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
             Duration::from_secs(10),
         ));
     }
-    let app = Arc::new(App::new(
-        view,
-        stores,
-        args.policy.settings(),
-        metrics,
-        args.max_concurrent_reviews,
-    ));
+    let mut settings = args.policy.settings();
+    settings.authorize_projects = args.authorize_projects;
+    let mut app = App::new(view, stores, settings, metrics, args.max_concurrent_reviews);
+    if args.authorize_projects {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the cluster for --authorize-projects")?;
+        let asks = Arc::new(authorize::SubjectAccessReviews::new(client));
+        app.authorizer = Some(Arc::new(authorize::Cached::new(asks, authorize::CACHE_TTL)));
+    }
+    let app = Arc::new(app);
     let webhook = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("binding {}", args.addr))?;

@@ -1,7 +1,8 @@
 //! One review, start to end: bytes -> AdmissionReview -> policy decision -> response review.
 //! The server and `bindguard review` both come through here.
 
-use crate::admission::{self, Decision, Denial, DenyCode, ReviewError, Subject};
+use crate::admission::{self, Decision, Denial, DenyCode, Operation, ReviewError, Subject};
+use crate::policy::projects::{self, Pending};
 use crate::policy::{self, Context, Phase};
 use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -12,6 +13,35 @@ pub struct Judged {
     pub kind: String,
     pub operation: String,
     pub verdict: &'static str,
+    /// Allowed by policy, but the requester's project access is still to be checked
+    /// (`--authorize-projects`).
+    pub project_check: Option<ProjectCheck>,
+}
+
+/// A write whose requester's project access the server asks the API server about.
+pub struct ProjectCheck {
+    pub pending: Pending,
+    uid: String,
+    operation: Operation,
+    name: String,
+    group: String,
+    kind: String,
+}
+
+impl ProjectCheck {
+    /// The response refusing the write (403) with `message`.
+    pub fn refusal(&self, message: String) -> Value {
+        let decision = Decision {
+            denial: Some(Denial::forbidden("spec.owner.projectName", message)),
+            ..Decision::default()
+        };
+        let subject = Subject {
+            name: &self.name,
+            group: &self.group,
+            kind: &self.kind,
+        };
+        admission::encode_response(&self.uid, Some(self.operation), &subject, &decision)
+    }
 }
 
 /// Judges one request body. `Err` means the body was not an AdmissionReview at all.
@@ -39,11 +69,24 @@ fn judge_here(phase: Phase, body: &[u8], ctx: &Context) -> Result<Judged, Review
     };
     let response =
         admission::encode_response(&request.uid, Some(request.operation), &subject, &decision);
+    let checks_projects = ctx.settings.authorize_projects && phase == Phase::Validate;
+    let project_check = (checks_projects && decision.allowed())
+        .then(|| projects::pending(&request, ctx))
+        .flatten()
+        .map(|pending| ProjectCheck {
+            pending,
+            uid: request.uid.clone(),
+            operation: request.operation,
+            name: subject.name.to_string(),
+            group: request.kind.group.clone(),
+            kind: request.kind.kind.clone(),
+        });
     Ok(Judged {
         response,
         kind: request.kind.kind.clone(),
         operation: format!("{:?}", request.operation).to_uppercase(),
         verdict: decision.label(),
+        project_check,
     })
 }
 

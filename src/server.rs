@@ -1,5 +1,6 @@
 //! The HTTPS webhook listener and the plain-HTTP admin listener: routes, readiness, shutdown.
 
+pub mod authorize;
 mod duration;
 mod listen;
 mod review;
@@ -45,6 +46,8 @@ pub struct App {
     /// Permits for reviews being judged; when none is left a review is refused at once.
     pub reviews: Arc<Semaphore>,
     pub max_reviews: usize,
+    /// Asks whether a requester may act on a project (`--authorize-projects`).
+    pub authorizer: Option<Arc<dyn authorize::Authorizer>>,
 }
 
 impl App {
@@ -67,6 +70,7 @@ impl App {
             judge: crate::judge::judge,
             reviews: Arc::new(Semaphore::new(max_reviews)),
             max_reviews,
+            authorizer: None,
         }
     }
 

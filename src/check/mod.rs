@@ -125,7 +125,7 @@ pub fn check(options: &Options) -> anyhow::Result<Outcome> {
     };
     let settings = Settings {
         references: options.references,
-        controller_users: Vec::new(),
+        ..Settings::default()
     };
     let schemas = SchemaCache::new();
     let judge = verdict::Judge {

@@ -158,7 +158,7 @@ pub fn request(
         operation,
         user_info: UserInfo {
             username: user.to_string(),
-            groups: Vec::new(),
+            ..UserInfo::default()
         },
         object,
         old_object: old,

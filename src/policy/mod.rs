@@ -4,6 +4,7 @@
 //! warnings it raises, or the denial that stops the request.
 
 pub mod patch;
+pub mod projects;
 pub mod promise;
 pub mod promise_revision;
 pub mod referents;
@@ -32,6 +33,8 @@ pub struct Settings {
     pub references: References,
     /// Identities allowed to do what only the platform's controllers should.
     pub controller_users: Vec<String>,
+    /// Whether ResourceReleaseBinding writes need project access ([`projects`]).
+    pub authorize_projects: bool,
 }
 
 /// The identity Kubernetes' garbage collector acts as.

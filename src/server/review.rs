@@ -3,9 +3,10 @@
 //! finish (busy, too slow, or a panic).
 
 use super::App;
+use super::authorize::{self, Authorizer};
 use super::duration;
 use crate::admission::{self, ReviewError};
-use crate::judge::Judged;
+use crate::judge::{Judged, ProjectCheck};
 use crate::policy::Phase;
 use crate::webhook_config::TIMEOUT_SECONDS;
 use axum::Json;
@@ -93,10 +94,19 @@ async fn answer(
     };
     let deadline = started + budget;
     let task = judge_off_thread(route.phase(), app.clone(), body.clone(), permit);
-    let (response, verdict) = match tokio::time::timeout_at(deadline, task).await {
+    let (response, verdict, project_check) = match tokio::time::timeout_at(deadline, task).await {
         Ok(Ok(answered)) => answered,
         Ok(Err(_)) => return unjudged(route, &app, &body, Unjudged::Panicked, started),
         Err(_) => return unjudged(route, &app, &body, Unjudged::TimedOut(budget), started),
+    };
+    let (response, verdict) = match (route, project_check, &app.authorizer) {
+        (Route::Validate | Route::Warn, Some(check), Some(authorizer)) => {
+            let head = Head::peek(&body);
+            let span = head.span();
+            let asked = authorize(authorizer.as_ref(), check, deadline, response, verdict);
+            tracing::Instrument::instrument(asked, span).await
+        }
+        (_, _, _) => (response, verdict),
     };
     app.metrics
         .request(&verdict.0, &verdict.1, verdict.2, started.elapsed());
@@ -106,6 +116,36 @@ async fn answer(
 /// kind, operation, verdict: what metrics count.
 type Verdict = (String, String, &'static str);
 
+/// Keeps `response` when the requester has the project access the write needs; otherwise (or
+/// when that cannot be found out by `deadline`) refuses with 403.
+async fn authorize(
+    authorizer: &dyn Authorizer,
+    check: ProjectCheck,
+    deadline: Instant,
+    response: Response,
+    verdict: Verdict,
+) -> (Response, Verdict) {
+    let asked = authorize::check(authorizer, &check.pending);
+    let message = match tokio::time::timeout_at(deadline, asked).await {
+        Ok(Ok(None)) => return (response, verdict),
+        Ok(Ok(Some(refusal))) => {
+            let user = &check.pending.user.username;
+            tracing::info!(%user, rule = "project-access", "denied");
+            refusal
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "project access could not be checked; refusing");
+            format!("bindguard could not check project access, so the write is refused: {error}")
+        }
+        Err(_) => {
+            tracing::warn!("project access was not answered in time; refusing");
+            "bindguard could not check project access in time, so the write is refused".into()
+        }
+    };
+    let refused = Json(check.refusal(message)).into_response();
+    (refused, (verdict.0, verdict.1, "denied"))
+}
+
 /// Judges on the blocking pool; the permit is held until judging ends, even past the deadline,
 /// so abandoned work still counts against the limit.
 fn judge_off_thread(
@@ -113,7 +153,7 @@ fn judge_off_thread(
     app: Arc<App>,
     body: Bytes,
     permit: OwnedSemaphorePermit,
-) -> tokio::task::JoinHandle<(Response, Verdict)> {
+) -> tokio::task::JoinHandle<(Response, Verdict, Option<ProjectCheck>)> {
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let head = Head::peek(&body);
@@ -124,18 +164,22 @@ fn judge_off_thread(
     })
 }
 
-fn respond(head: &Head, judged: Result<Judged, ReviewError>) -> (Response, Verdict) {
+fn respond(
+    head: &Head,
+    judged: Result<Judged, ReviewError>,
+) -> (Response, Verdict, Option<ProjectCheck>) {
     match judged {
         Ok(judged) => {
             log_verdict(head, &judged);
             let verdict = (judged.kind, judged.operation, judged.verdict);
-            (Json(judged.response).into_response(), verdict)
+            let response = Json(judged.response).into_response();
+            (response, verdict, judged.project_check)
         }
         Err(error) => {
             tracing::info!("refused: not an AdmissionReview");
             tracing::debug!(%error, "why it is not an AdmissionReview");
             let response = error_response(StatusCode::BAD_REQUEST, &error.to_string());
-            (response, (String::new(), String::new(), "malformed"))
+            (response, (String::new(), String::new(), "malformed"), None)
         }
     }
 }

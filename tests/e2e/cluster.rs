@@ -129,6 +129,17 @@ impl Cluster {
             .collect()
     }
 
+    /// kubectl authenticated as `user`, one of [`USERS`], by its client certificate.
+    #[allow(dead_code)]
+    pub fn kubectl_as(&self, user: &str) -> Kubectl {
+        assert!(USERS.contains(&user), "{user} has no client certificate");
+        Kubectl::new(
+            self.tools.join("kubectl"),
+            self.dir().join(format!("kubeconfig-{user}")),
+            self.dir().join(format!("kube-cache-{user}")),
+        )
+    }
+
     /// Where the logs and certificates live.
     pub fn dir(&self) -> &Path {
         &self.dir.0
@@ -349,6 +360,10 @@ fn start_apiserver(
     let admin = (pki.admin_cert.as_path(), pki.admin_key.as_path());
     let kubeconfig = write_kubeconfig(dir, ports.apiserver, &pki.ca_cert, admin, "kubeconfig")?;
     let kubectl = Kubectl::new(tools.join("kubectl"), kubeconfig, dir.join("kube-cache"));
+    for (user, cert, key) in &pki.users {
+        let file = format!("kubeconfig-{user}");
+        write_kubeconfig(dir, ports.apiserver, &pki.ca_cert, (cert, key), &file)?;
+    }
     apiserver.wait_ready("kube-apiserver /readyz", || {
         probe_output(kubectl.run(&["get", "--raw", "/readyz"]))
     })?;
@@ -678,7 +693,12 @@ struct Pki {
     bindguard_key: PathBuf,
     sa_key: PathBuf,
     sa_public: PathBuf,
+    /// Plain users without any group but `system:authenticated`: [`USERS`].
+    users: Vec<(&'static str, PathBuf, PathBuf)>,
 }
+
+/// Users with a client certificate and a kubeconfig of their own ([`Cluster::kubectl_as`]).
+pub const USERS: [&str; 2] = ["e2e-alice", "e2e-bob"];
 
 impl Pki {
     /// A CA, the API server's serving certificate (127.0.0.1, localhost), an admin client
@@ -711,7 +731,14 @@ impl Pki {
             ExtendedKeyUsagePurpose::ClientAuth,
         )?;
         let sa = KeyPair::generate().context("generate service-account key")?;
+        let mut users = Vec::new();
+        for user in USERS {
+            let (cert, key) = leaf(&ca, (user, None), &[], ExtendedKeyUsagePurpose::ClientAuth)?;
+            let cert = file(&format!("{user}.crt"), &cert)?;
+            users.push((user, cert, file(&format!("{user}.key"), &key)?));
+        }
         Ok(Pki {
+            users,
             ca_cert: file("ca.crt", &ca.pem())?,
             serving_cert: file("apiserver.crt", &serving)?,
             serving_key: file("apiserver.key", &serving_key)?,

@@ -4,6 +4,7 @@
 //! disturb each other, and it leaves the webhooks registered (see `Cluster::without_webhooks`).
 //! To wait for the reconcile loop, poll with `crate::wait::until` (a deadline, never a sleep).
 
+mod authorize;
 mod check;
 mod deploy;
 mod kratix;
@@ -58,8 +59,9 @@ pub fn all() -> Vec<&'static Scenario> {
         reconcile::SCENARIOS,
         updates::SCENARIOS,
         view::SCENARIOS,
-        privilege::SCENARIOS,
         check::SCENARIOS,
+        authorize::SCENARIOS,
+        privilege::SCENARIOS,
     ];
     areas.into_iter().flatten().collect()
 }
