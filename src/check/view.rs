@@ -142,18 +142,14 @@ mod tests {
         stores
     }
 
-    fn env(name: &str, spec: serde_json::Value) -> serde_json::Value {
-        json!({"apiVersion": "openchoreo.dev/v1alpha1", "kind": "Environment", "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+    fn env(name: &str, uid: &str) -> serde_json::Value {
+        json!({"apiVersion": "openchoreo.dev/v1alpha1", "kind": "Environment", "metadata": {"name": name, "namespace": "default", "uid": uid}, "spec": {}})
     }
 
     #[test]
     fn the_head_replaces_live_objects_and_deletions_hide_them() {
-        let live = stores(&[
-            env("dev", json!({"live": true})),
-            env("prod", json!({})),
-            env("old", json!({})),
-        ]);
-        let head = stores(&[env("dev", json!({"live": false}))]);
+        let live = stores(&[env("dev", "live"), env("prod", "live"), env("old", "live")]);
+        let head = stores(&[env("dev", "head")]);
         let shadowed = ["dev", "old"]
             .iter()
             .map(|n| shadow_key("Environment", "default", n))
@@ -163,10 +159,8 @@ mod tests {
             live,
             shadowed,
         };
-        assert_eq!(
-            view.environment("default", "dev").unwrap().spec.0["live"],
-            false
-        );
+        let dev = view.environment("default", "dev").unwrap();
+        assert_eq!(dev.metadata.uid.as_deref(), Some("head"));
         assert!(view.environment("default", "prod").is_some());
         assert!(view.environment("default", "old").is_none());
     }

@@ -1,17 +1,28 @@
 //! The static cluster view: every object found in a folder of manifests.
 
+use super::facts::{Seen, Watched};
 use super::{Stores, Writers, put};
 use crate::crd::*;
 use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::path::{Path, PathBuf};
 
 /// Loads every YAML or JSON manifest under `dir`, recursively. Objects of kinds bindguard does
 /// not read are skipped; a document that cannot be read is an error naming file and document.
+///
+/// Objects are read as the live view reads them ([`Seen`]): only the facts the rules use are
+/// decoded and kept. A JSON file is never built into a `Value`: each object's text is read directly.
 pub fn load_dir(dir: &Path) -> anyhow::Result<Stores> {
     let (mut writers, stores) = Writers::new(0);
     for file in manifest_files(dir)? {
+        if file.extension().and_then(|e| e.to_str()) == Some("json") {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
+            load_json(&mut writers, &text).with_context(|| format!("{}", file.display()))?;
+            continue;
+        }
         for (index, doc) in read_documents(&file)?.into_iter().enumerate() {
             for object in list_items(doc) {
                 writers
@@ -21,6 +32,29 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Stores> {
         }
     }
     Ok(stores)
+}
+
+/// One JSON document: an object, or a `List` of them.
+fn load_json(writers: &mut Writers, text: &str) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Document<'a> {
+        #[serde(default)]
+        kind: String,
+        #[serde(borrow, default)]
+        items: Option<Vec<&'a RawValue>>,
+    }
+    let document: Document = serde_json::from_str(text)?;
+    match document.items {
+        Some(items) if document.kind.ends_with("List") => {
+            for (index, item) in items.iter().enumerate() {
+                writers
+                    .add_json(item.get())
+                    .with_context(|| format!("item {}", index + 1))?;
+            }
+            Ok(())
+        }
+        _ => writers.add_json(text),
+    }
 }
 
 /// Manifest files under `dir` in a stable order.
@@ -85,6 +119,15 @@ fn list_items(doc: Value) -> Vec<Value> {
     }
 }
 
+/// The facts of one object, as the live view keeps them; an error naming the field that does
+/// not fit.
+fn facts<K: Watched>(text: &str) -> anyhow::Result<K> {
+    match Seen::<K>::read(text) {
+        Seen::Readable(object) => Ok(object),
+        Seen::Unreadable { reason, .. } => bail!("{reason}"),
+    }
+}
+
 /// Decodes `value` as `K`, naming the field that does not fit.
 pub fn decode<K: DeserializeOwned>(value: Value) -> anyhow::Result<K> {
     serde_path_to_error::deserialize(value).map_err(|e| {
@@ -96,30 +139,40 @@ pub fn decode<K: DeserializeOwned>(value: Value) -> anyhow::Result<K> {
 impl Writers {
     /// Files one object under its kind; unknown kinds are skipped.
     pub fn add(&mut self, object: Value) -> anyhow::Result<()> {
-        let Some(api_version) = object.get("apiVersion").and_then(Value::as_str) else {
+        self.add_json(&object.to_string())
+    }
+
+    /// Files one object, given as JSON text, under its kind; unknown kinds are skipped.
+    pub fn add_json(&mut self, text: &str) -> anyhow::Result<()> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct TypeMeta {
+            api_version: Option<String>,
+            kind: Option<String>,
+        }
+        let head: TypeMeta = serde_json::from_str(text)?;
+        let Some(api_version) = head.api_version else {
             bail!("apiVersion is missing");
         };
-        let Some(kind) = object.get("kind").and_then(Value::as_str) else {
+        let Some(kind) = head.kind else {
             bail!("kind is missing");
         };
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        match (group, kind) {
-            (OPENCHOREO_GROUP, "Environment") => put(&mut self.environments, decode(object)?),
-            (OPENCHOREO_GROUP, "Project") => put(&mut self.projects, decode(object)?),
-            (OPENCHOREO_GROUP, "Resource") => put(&mut self.resources, decode(object)?),
-            (OPENCHOREO_GROUP, "ResourceType") => put(&mut self.resource_types, decode(object)?),
+        match (group, kind.as_str()) {
+            (OPENCHOREO_GROUP, "Environment") => put(&mut self.environments, facts(text)?),
+            (OPENCHOREO_GROUP, "Project") => put(&mut self.projects, facts(text)?),
+            (OPENCHOREO_GROUP, "Resource") => put(&mut self.resources, facts(text)?),
+            (OPENCHOREO_GROUP, "ResourceType") => put(&mut self.resource_types, facts(text)?),
             (OPENCHOREO_GROUP, "ClusterResourceType") => {
-                put(&mut self.cluster_resource_types, decode(object)?)
+                put(&mut self.cluster_resource_types, facts(text)?)
             }
-            (OPENCHOREO_GROUP, "ResourceRelease") => {
-                put(&mut self.resource_releases, decode(object)?)
-            }
+            (OPENCHOREO_GROUP, "ResourceRelease") => put(&mut self.resource_releases, facts(text)?),
             (OPENCHOREO_GROUP, "ResourceReleaseBinding") => {
-                put(&mut self.release_bindings, decode(object)?)
+                put(&mut self.release_bindings, facts(text)?)
             }
-            (KRATIX_GROUP, "Promise") => put(&mut self.promises, decode(object)?),
-            (KRATIX_GROUP, "PromiseRevision") => put(&mut self.promise_revisions, decode(object)?),
-            (KRATIX_GROUP, "ResourceBinding") => put(&mut self.resource_bindings, decode(object)?),
+            (KRATIX_GROUP, "Promise") => put(&mut self.promises, facts(text)?),
+            (KRATIX_GROUP, "PromiseRevision") => put(&mut self.promise_revisions, facts(text)?),
+            (KRATIX_GROUP, "ResourceBinding") => put(&mut self.resource_bindings, facts(text)?),
             _ => {}
         }
         Ok(())
