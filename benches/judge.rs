@@ -1,6 +1,7 @@
 //! Time to judge one AdmissionReview, end to end through `judge` (decode, policy, encode),
 //! against the static view of `examples/cluster`. Run: `cargo bench --bench judge`.
-//! Prints the median of 31 batches for each case.
+//! With `BINDGUARD_BENCH_STATE=DIR`, the view is DIR instead (`scripts/bench.sh` puts a generated
+//! state and `examples/cluster` there). Prints the median of 31 batches for each case.
 
 use bindguard::cluster::files;
 use bindguard::judge::judge;
@@ -32,7 +33,9 @@ fn median_micros(mut run: impl FnMut()) -> f64 {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let stores = files::load_dir(&root.join("examples/cluster")).expect("examples/cluster");
+    let state = std::env::var_os("BINDGUARD_BENCH_STATE")
+        .map_or_else(|| root.join("examples/cluster"), Into::into);
+    let stores = files::load_dir(&state).expect("the state folder");
     let settings = Settings::default();
     let schemas = SchemaCache::new();
     let ctx = Context {

@@ -125,8 +125,13 @@ struct ReviewEnvelope {
 /// result may hold values nested [`MAX_REVIEW_DEPTH`] deep: handle and drop it on a stack of
 /// [`REVIEW_STACK_BYTES`], as [`crate::judge::judge`] does.
 pub fn decode_review(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
-    if nested_deeper_than(body, MAX_REVIEW_DEPTH) {
+    let depth = nesting(body, MAX_REVIEW_DEPTH);
+    if depth > MAX_REVIEW_DEPTH {
         return Err(ReviewError::TooDeep);
+    }
+    if depth <= SHALLOW_DEPTH {
+        // Any thread's stack suffices; growing one costs an mmap per review.
+        return decode_envelope(body);
     }
     stacker::maybe_grow(REVIEW_STACK_BYTES / 2, REVIEW_STACK_BYTES, || {
         decode_envelope(body)
@@ -191,7 +196,12 @@ fn from_slice_unbounded<T: DeserializeOwned>(body: &[u8]) -> Result<T, ReviewErr
 /// Whether arrays and objects in `body` nest more than `limit` deep; a single pass without
 /// recursion, so any body answers at once.
 fn nested_deeper_than(body: &[u8], limit: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    nesting(body, limit) > limit
+}
+
+/// How deep arrays and objects in `body` nest, counted up to `limit + 1` (the scan stops there).
+fn nesting(body: &[u8], limit: usize) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for &byte in body {
         if in_string {
             match byte {
@@ -206,15 +216,16 @@ fn nested_deeper_than(body: &[u8], limit: usize) -> bool {
             b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
+                deepest = deepest.max(depth);
                 if depth > limit {
-                    return true;
+                    return depth;
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    false
+    deepest
 }
 
 /// How a refusal is classified on the wire.

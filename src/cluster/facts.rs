@@ -25,6 +25,10 @@ pub trait Watched:
     /// The kept part of `status`, or [`IgnoredAny`] when the rules read none of it.
     type Status: DeserializeOwned;
     fn assemble(metadata: ObjectMeta, spec: Self::Spec, status: Option<Self::Status>) -> Self;
+    /// The key lookups find this object by without a scan ([`super::Index`]), if any.
+    fn lookup_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One object as a watch delivers it.
@@ -360,9 +364,25 @@ impl Watched for ResourceRelease {
     }
 }
 
+impl ResourceReleaseBinding {
+    /// The index key of the bindings in `namespace` of `resource` to `environment`.
+    pub fn target_key(namespace: &str, resource: &str, environment: &str) -> String {
+        format!("{namespace}\0{resource}\0{environment}")
+    }
+}
+
 impl Watched for ResourceReleaseBinding {
     type Spec = BindingFacts;
     type Status = IgnoredAny;
+    fn lookup_key(&self) -> Option<String> {
+        let namespace = self.metadata.namespace.as_deref().unwrap_or_default();
+        let spec = &self.spec;
+        Some(Self::target_key(
+            namespace,
+            &spec.owner.resource_name,
+            &spec.environment,
+        ))
+    }
     fn assemble(metadata: ObjectMeta, spec: BindingFacts, _: Option<IgnoredAny>) -> Self {
         let spec = ResourceReleaseBindingSpec {
             owner: spec.owner,
@@ -400,9 +420,25 @@ impl Watched for PromiseRevision {
     }
 }
 
+impl ResourceBinding {
+    /// The index key of the bindings in `namespace` of `promise`'s request `resource`.
+    pub fn request_key(namespace: &str, promise: &str, resource: &str) -> String {
+        format!("{namespace}\0{promise}\0{resource}")
+    }
+}
+
 impl Watched for ResourceBinding {
     type Spec = ResourceBindingSpec;
     type Status = IgnoredAny;
+    fn lookup_key(&self) -> Option<String> {
+        let namespace = self.metadata.namespace.as_deref().unwrap_or_default();
+        let spec = &self.spec;
+        Some(Self::request_key(
+            namespace,
+            &spec.promise_ref.name,
+            &spec.resource_ref.name,
+        ))
+    }
     fn assemble(metadata: ObjectMeta, spec: ResourceBindingSpec, _: Option<IgnoredAny>) -> Self {
         ResourceBinding {
             metadata,

@@ -3,11 +3,10 @@
 //! its kind's list or watch.
 
 use super::facts::{Seen, Watched};
-use super::{Stores, Unreadable, Unreadables, Writers, object_key};
+use super::{Keeper, Stores, Unreadable, Unreadables, Writers, object_key};
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use kube::api::{Api, ObjectMeta};
-use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher::watcher};
 use kube::{Client, Resource};
@@ -49,7 +48,7 @@ pub fn start(client: Client, metrics: Arc<Metrics>) -> Stores {
 
 fn watch<K: Watched>(
     client: &Client,
-    writer: Writer<K>,
+    writer: Keeper<K>,
     stores: &Stores,
     metrics: &Arc<Metrics>,
 ) -> futures::stream::BoxStream<'static, ()> {
@@ -85,7 +84,7 @@ fn watch<K: Watched>(
 /// Applies one kind's watch events to its store and to the record of unreadable objects.
 struct Feed<K: Watched> {
     kind: String,
-    writer: Writer<K>,
+    writer: Keeper<K>,
     unreadable: Unreadables,
     /// The unreadable objects of the list in progress.
     listing: HashMap<String, Unreadable>,
@@ -208,7 +207,7 @@ mod tests {
         Seen::read(&object.to_string())
     }
 
-    fn feed(stores: &Stores, writer: Writer<ChoreoResource>) -> Feed<ChoreoResource> {
+    fn feed(stores: &Stores, writer: Keeper<ChoreoResource>) -> Feed<ChoreoResource> {
         Feed {
             kind: "Resource".into(),
             writer,

@@ -7,10 +7,13 @@
 
 pub mod facts;
 pub mod files;
+pub mod index;
 pub mod live;
 
+pub use index::{Index, Keeper};
+
 use crate::crd::*;
-use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,10 +28,36 @@ pub trait ClusterView: Send + Sync {
     fn cluster_resource_type(&self, name: &str) -> Option<Arc<ClusterResourceType>>;
     fn resource_release(&self, namespace: &str, name: &str) -> Option<Arc<ResourceRelease>>;
     fn release_bindings(&self, namespace: &str) -> Vec<Arc<ResourceReleaseBinding>>;
+    /// The bindings in `namespace` of `resource` to `environment` (any project): by index where
+    /// the view has one.
+    fn release_bindings_to(
+        &self,
+        namespace: &str,
+        resource: &str,
+        environment: &str,
+    ) -> Vec<Arc<ResourceReleaseBinding>> {
+        self.release_bindings(namespace)
+            .into_iter()
+            .filter(|b| targets(b, resource, environment))
+            .collect()
+    }
     fn promise(&self, name: &str) -> Option<Arc<Promise>>;
     /// Every revision whose `spec.promiseRef.name` is `promise`.
     fn promise_revisions(&self, promise: &str) -> Vec<Arc<PromiseRevision>>;
     fn resource_bindings(&self, namespace: &str) -> Vec<Arc<ResourceBinding>>;
+    /// The bindings in `namespace` of `promise`'s request `resource`: by index where the view
+    /// has one.
+    fn resource_bindings_for(
+        &self,
+        namespace: &str,
+        promise: &str,
+        resource: &str,
+    ) -> Vec<Arc<ResourceBinding>> {
+        self.resource_bindings(namespace)
+            .into_iter()
+            .filter(|b| binds(b, promise, resource))
+            .collect()
+    }
     /// Why the `kind` object `name` (in `namespace`, empty for cluster-scoped kinds) exists but
     /// could not be read, when it could not.
     fn unreadable(&self, kind: &str, namespace: &str, name: &str) -> Option<String>;
@@ -49,6 +78,10 @@ pub struct Stores {
     pub promises: Store<Promise>,
     pub promise_revisions: Store<PromiseRevision>,
     pub resource_bindings: Store<ResourceBinding>,
+    /// ResourceReleaseBindings by [`ResourceReleaseBinding::lookup_key`].
+    pub release_binding_targets: Index,
+    /// ResourceBindings by [`ResourceBinding::lookup_key`].
+    pub resource_binding_requests: Index,
     pub unreadable: Unreadables,
     /// Kinds whose first list has not completed yet.
     pending: Arc<AtomicUsize>,
@@ -56,16 +89,16 @@ pub struct Stores {
 
 /// The write side of [`Stores`].
 pub struct Writers {
-    pub environments: Writer<Environment>,
-    pub projects: Writer<Project>,
-    pub resources: Writer<Resource>,
-    pub resource_types: Writer<ResourceType>,
-    pub cluster_resource_types: Writer<ClusterResourceType>,
-    pub resource_releases: Writer<ResourceRelease>,
-    pub release_bindings: Writer<ResourceReleaseBinding>,
-    pub promises: Writer<Promise>,
-    pub promise_revisions: Writer<PromiseRevision>,
-    pub resource_bindings: Writer<ResourceBinding>,
+    pub environments: Keeper<Environment>,
+    pub projects: Keeper<Project>,
+    pub resources: Keeper<Resource>,
+    pub resource_types: Keeper<ResourceType>,
+    pub cluster_resource_types: Keeper<ClusterResourceType>,
+    pub resource_releases: Keeper<ResourceRelease>,
+    pub release_bindings: Keeper<ResourceReleaseBinding>,
+    pub promises: Keeper<Promise>,
+    pub promise_revisions: Keeper<PromiseRevision>,
+    pub resource_bindings: Keeper<ResourceBinding>,
 }
 
 /// How many kinds [`Stores`] holds.
@@ -75,16 +108,16 @@ impl Writers {
     /// Empty writers and the stores that read them; `pending` kinds are not yet synced.
     pub fn new(pending: usize) -> (Writers, Stores) {
         let writers = Writers {
-            environments: Writer::default(),
-            projects: Writer::default(),
-            resources: Writer::default(),
-            resource_types: Writer::default(),
-            cluster_resource_types: Writer::default(),
-            resource_releases: Writer::default(),
-            release_bindings: Writer::default(),
-            promises: Writer::default(),
-            promise_revisions: Writer::default(),
-            resource_bindings: Writer::default(),
+            environments: Keeper::default(),
+            projects: Keeper::default(),
+            resources: Keeper::default(),
+            resource_types: Keeper::default(),
+            cluster_resource_types: Keeper::default(),
+            resource_releases: Keeper::default(),
+            release_bindings: Keeper::default(),
+            promises: Keeper::default(),
+            promise_revisions: Keeper::default(),
+            resource_bindings: Keeper::default(),
         };
         let stores = Stores {
             environments: writers.environments.as_reader(),
@@ -97,6 +130,8 @@ impl Writers {
             promises: writers.promises.as_reader(),
             promise_revisions: writers.promise_revisions.as_reader(),
             resource_bindings: writers.resource_bindings.as_reader(),
+            release_binding_targets: writers.release_bindings.index.clone(),
+            resource_binding_requests: writers.resource_bindings.index.clone(),
             unreadable: Unreadables::default(),
             pending: Arc::new(AtomicUsize::new(pending)),
         };
@@ -105,11 +140,7 @@ impl Writers {
 }
 
 /// Adds or replaces one object in a writer.
-pub fn put<K>(writer: &mut Writer<K>, object: K)
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Clone + Default + Eq + std::hash::Hash,
-{
+pub fn put<K: facts::Watched>(writer: &mut Keeper<K>, object: K) {
     writer.apply_watcher_event(&watcher::Event::Apply(object));
 }
 
@@ -123,6 +154,14 @@ where
         None => key,
     };
     store.get(&key)
+}
+
+fn targets(binding: &ResourceReleaseBinding, resource: &str, environment: &str) -> bool {
+    binding.spec.owner.resource_name == resource && binding.spec.environment == environment
+}
+
+fn binds(binding: &ResourceBinding, promise: &str, resource: &str) -> bool {
+    binding.spec.promise_ref.name == promise && binding.spec.resource_ref.name == resource
 }
 
 fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
@@ -183,6 +222,20 @@ impl ClusterView for Stores {
     fn release_bindings(&self, namespace: &str) -> Vec<Arc<ResourceReleaseBinding>> {
         in_namespace(&self.release_bindings, namespace)
     }
+    fn release_bindings_to(
+        &self,
+        namespace: &str,
+        resource: &str,
+        environment: &str,
+    ) -> Vec<Arc<ResourceReleaseBinding>> {
+        let key = ResourceReleaseBinding::target_key(namespace, resource, environment);
+        self.release_binding_targets
+            .names(&key)
+            .iter()
+            .filter_map(|name| get(&self.release_bindings, Some(namespace), name))
+            .filter(|b| targets(b, resource, environment))
+            .collect()
+    }
     fn promise(&self, name: &str) -> Option<Arc<Promise>> {
         get(&self.promises, None, name)
     }
@@ -195,6 +248,20 @@ impl ClusterView for Stores {
     }
     fn resource_bindings(&self, namespace: &str) -> Vec<Arc<ResourceBinding>> {
         in_namespace(&self.resource_bindings, namespace)
+    }
+    fn resource_bindings_for(
+        &self,
+        namespace: &str,
+        promise: &str,
+        resource: &str,
+    ) -> Vec<Arc<ResourceBinding>> {
+        let key = ResourceBinding::request_key(namespace, promise, resource);
+        self.resource_binding_requests
+            .names(&key)
+            .iter()
+            .filter_map(|name| get(&self.resource_bindings, Some(namespace), name))
+            .filter(|b| binds(b, promise, resource))
+            .collect()
     }
     fn unreadable(&self, kind: &str, namespace: &str, name: &str) -> Option<String> {
         self.unreadable.reason(kind, namespace, name)

@@ -411,7 +411,11 @@ pub fn one_binding_per_target(request: &Rrb, ctx: &Context) -> Check {
     let spec = &binding.spec;
     let existing = ctx
         .view
-        .release_bindings(request.namespace())
+        .release_bindings_to(
+            request.namespace(),
+            &spec.owner.resource_name,
+            &spec.environment,
+        )
         .into_iter()
         .find(|other| {
             other.metadata.name.as_deref() != Some(request.name())

@@ -198,7 +198,8 @@ pub fn one_binding_per_request(request: &Binding, ctx: &Context) -> Check {
     let promise = &binding.spec.promise_ref.name;
     let resource = &binding.spec.resource_ref.name;
     let namespace = resource_namespace(binding, own);
-    let existing = ctx.view.resource_bindings(namespace).into_iter().find(|b| {
+    let candidates = ctx.view.resource_bindings_for(namespace, promise, resource);
+    let existing = candidates.into_iter().find(|b| {
         let ns = b.namespace().unwrap_or_default();
         b.name_any() != request.name()
             && b.spec.promise_ref.name == *promise
