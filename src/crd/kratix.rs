@@ -32,7 +32,15 @@ pub const VERSION_LATEST: &str = "latest";
     version = "v1alpha1",
     kind = "Promise",
     status = "PromiseStatus",
-    category = "kratix"
+    category = "kratix",
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
+    printcolumn(name = "Kind", type_ = "string", json_path = ".status.kind"),
+    printcolumn(
+        name = "API Version",
+        type_ = "string",
+        json_path = ".status.apiVersion"
+    ),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.version")
 )]
 #[serde(transparent)]
 pub struct PromiseSpec(pub serde_json::Map<String, Value>);

@@ -8,6 +8,7 @@ use super::*;
 pub const SCENARIOS: &[Scenario] = &[
     scenario!(manifests_pass_server_dry_run),
     scenario!(helm_chart_lints_renders_and_passes_server_dry_run),
+    scenario!(kubectl_knows_our_short_names_category_and_columns),
 ];
 
 /// What the deploy manifests must contain, as kubectl names it in `apply` output.
@@ -135,4 +136,37 @@ fn helm_chart_lints_renders_and_passes_server_dry_run(c: &Cluster) {
         !rendered.contains("kind: CustomResourceDefinition"),
         "installCRDs: false still renders CRDs"
     );
+}
+
+/// What a user types and sees: short names, the `kratix` category and the printer columns.
+fn kubectl_knows_our_short_names_category_and_columns(c: &Cluster) {
+    let k = &c.kubectl;
+    for name in [
+        "envs", "projs", "rts", "crts", "rrb", "rrbs", "res", "kratix",
+    ] {
+        k.run(&["get", name, "-A"]).ok();
+    }
+    let header = |resource: &str| -> String {
+        let out = k.run(&["get", resource, "-A", "--no-headers=false"]).ok();
+        let first = out.stdout.lines().next().unwrap_or_default().to_string();
+        first.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let ns = k.create_namespace("deploy-columns");
+    let binding = "apiVersion: openchoreo.dev/v1alpha1\nkind: ResourceReleaseBinding\nmetadata:\n  name: cols\n\
+                   spec:\n  owner:\n    projectName: p\n    resourceName: r\n  environment: e\n";
+    k.apply(&ns, binding);
+    let promise = "apiVersion: platform.kratix.io/v1alpha1\nkind: Promise\nmetadata:\n  name: columns-demo\nspec: {}\n";
+    k.apply(&ns, promise);
+    let rrb = header("resourcereleasebindings");
+    assert!(
+        rrb.contains("PROJECT RESOURCE ENVIRONMENT RELEASE READY AGE"),
+        "{rrb}"
+    );
+    let promises = header("promises");
+    assert!(
+        promises.contains("NAME STATUS KIND API VERSION VERSION"),
+        "{promises}"
+    );
+    k.run(&["delete", "promise", "columns-demo", "--wait=false"])
+        .ok();
 }
