@@ -44,12 +44,13 @@ def write(name, items):
         json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f)
 
 
+PROJECT_SPEC = {"deploymentPipelineRef": {"name": "default"}, "type": {"name": "default"}}
 os.makedirs(out, exist_ok=True)
 types = 100
 resources = max(1, n // 10)
 for i in range(NAMESPACES):
     ns = f"team-{i:03}"
-    items = [obj(OC, "Project", "shop", ns, {}),
+    items = [obj(OC, "Project", "shop", ns, PROJECT_SPEC),
              obj(OC, "Environment", "development", ns, {}),
              obj(OC, "Environment", "production", ns, {"isProduction": True})]
     items += [obj(OC, "ResourceType", f"type-{t}", ns,

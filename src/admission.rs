@@ -327,6 +327,29 @@ impl Decision {
             (None, true, true) => "allowed",
         }
     }
+
+    /// For metrics: the field the refusing rule guards, cut to two segments without indexes
+    /// (user-chosen keys never become labels); `unreadable` when the object could not be
+    /// decoded; empty when nothing was refused.
+    pub fn rule(&self) -> String {
+        let Some(denial) = &self.denial else {
+            return String::new();
+        };
+        if denial.code == DenyCode::BadRequest {
+            return "unreadable".into();
+        }
+        let field = denial
+            .causes
+            .first()
+            .map(|c| c.field.as_str())
+            .unwrap_or_default();
+        field
+            .split('.')
+            .take(2)
+            .map(|segment| segment.split('[').next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(".")
+    }
 }
 
 /// Identifies the object a response speaks of, for `status.details`.

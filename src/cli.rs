@@ -272,13 +272,21 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         let run = reconcile::run(client, metrics.clone(), view.clone(), stopped.clone());
         reconciler = Some(tokio::spawn(run));
     }
-    let resolver = tls::Resolver::new(serving_key(&args)?);
+    let serving = serving_key(&args)?;
+    let expires = |m: &Metrics, key: &_| match tls::expiry(key) {
+        Some(at) => m.certificate_expires(at),
+        None => tracing::warn!("the serving certificate's expiry could not be read"),
+    };
+    expires(&metrics, &serving);
+    let resolver = tls::Resolver::new(serving);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let m = metrics.clone();
         tokio::spawn(tls::watch(
             resolver.clone(),
             cert.clone(),
             key.clone(),
             Duration::from_secs(10),
+            move |key| expires(&m, key),
         ));
     }
     let mut settings = args.policy.settings();

@@ -13,6 +13,8 @@ pub struct Judged {
     pub kind: String,
     pub operation: String,
     pub verdict: &'static str,
+    /// What metrics count as the refusing rule ([`Decision::rule`]).
+    pub rule: String,
     /// Allowed by policy, but the requester's project access is still to be checked
     /// (`--authorize-projects`).
     pub project_check: Option<ProjectCheck>,
@@ -86,6 +88,7 @@ fn judge_here(phase: Phase, body: &[u8], ctx: &Context) -> Result<Judged, Review
         kind: request.kind.kind.clone(),
         operation: format!("{:?}", request.operation).to_uppercase(),
         verdict: decision.label(),
+        rule: decision.rule(),
         project_check,
     })
 }

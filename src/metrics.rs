@@ -1,165 +1,238 @@
-//! Prometheus text metrics, kept by hand: a few counters and one histogram.
+//! What bindguard counts, exposed in Prometheus text format through `prometheus-client`.
+//! Every metric is listed in `docs/operations.md`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-/// Upper bounds of the latency buckets, in seconds: 100 µs to 10 s.
+/// Upper bounds of the admission latency buckets, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; LATENCY_BUCKETS.len()],
-    sum: f64,
-    total: u64,
+/// Upper bounds of the reconcile duration buckets, in seconds: 1 ms to 30 s.
+const RECONCILE_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0];
+
+/// One answered admission request, as counted.
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub kind: String,
+    pub operation: String,
+    /// `allowed`, `warned`, `patched`, `denied`, or why it was not judged: `busy`, `timeout`,
+    /// `error`, `malformed`.
+    pub verdict: String,
+    /// For denials, the field the refusing rule guards (at most two segments, such as
+    /// `spec.owner`), `unreadable` for objects that could not be decoded; empty otherwise.
+    pub rule: String,
 }
 
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        for (count, bound) in self.counts.iter_mut().zip(LATENCY_BUCKETS) {
-            if seconds <= bound {
-                *count += 1;
-            }
+impl RequestLabels {
+    /// A request that never reached policy (`busy`, `timeout`, `error`, `malformed`).
+    pub fn unjudged(kind: &str, operation: &str, verdict: &str) -> Self {
+        RequestLabels {
+            kind: kind.into(),
+            operation: operation.into(),
+            verdict: verdict.into(),
+            rule: String::new(),
         }
-        self.sum += seconds;
-        self.total += 1;
     }
 }
 
-#[derive(Default)]
-struct State {
-    requests: BTreeMap<(String, String, String), u64>,
-    latency: Histogram,
-    watch_restarts: BTreeMap<String, u64>,
-    unreadable_objects: BTreeMap<String, u64>,
-    reconciles: BTreeMap<(String, String), u64>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
 }
 
-/// Everything bindguard counts.
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    kind: String,
+    outcome: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(RECONCILE_BUCKETS)
+}
+
+/// Everything bindguard counts, and the registry that renders it.
 pub struct Metrics {
-    state: Mutex<State>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histogram,
+    watch_restarts: Family<KindLabel, Counter>,
+    unreadable_objects: Family<KindLabel, Counter>,
+    reconciles: Family<OutcomeLabels, Counter>,
+    reconcile_seconds: HistogramFamily<KindLabel>,
+    cache_objects: Family<KindLabel, Gauge>,
+    certificate_expiry: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let metrics = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            latency: Histogram::new(LATENCY_BUCKETS),
+            watch_restarts: Family::default(),
+            unreadable_objects: Family::default(),
+            reconciles: Family::default(),
+            reconcile_seconds: Family::new_with_constructor(reconcile_histogram),
+            cache_objects: Family::default(),
+            certificate_expiry: Gauge::default(),
+        };
+        metrics.registered()
+    }
 }
 
 impl Metrics {
-    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+    fn registered(mut self) -> Self {
+        let r = &mut self.registry;
+        r.register(
+            "bindguard_admission_requests",
+            "Admission requests by kind, operation, verdict and refusing rule",
+            self.requests.clone(),
+        );
+        r.register(
+            "bindguard_admission_duration_seconds",
+            "Time from receiving an admission request to answering it",
+            self.latency.clone(),
+        );
+        r.register(
+            "bindguard_watch_restarts",
+            "Watch failures of the cluster view that were retried, by kind",
+            self.watch_restarts.clone(),
+        );
+        r.register(
+            "bindguard_unreadable_objects",
+            "Objects (or versions of them) the cluster view could not read, by kind",
+            self.unreadable_objects.clone(),
+        );
+        r.register(
+            "bindguard_reconciles",
+            "Reconciles by kind and outcome (ok or error)",
+            self.reconciles.clone(),
+        );
+        r.register(
+            "bindguard_reconcile_duration_seconds",
+            "Time one reconcile took, by kind",
+            self.reconcile_seconds.clone(),
+        );
+        r.register(
+            "bindguard_cache_objects",
+            "Objects held in the cluster view, by kind",
+            self.cache_objects.clone(),
+        );
+        r.register(
+            "bindguard_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (Unix time; 0 until one is loaded)",
+            self.certificate_expiry.clone(),
+        );
+        self
     }
 
     /// One admission request answered.
-    pub fn request(&self, kind: &str, operation: &str, verdict: &str, took: Duration) {
-        self.with(|s| {
-            let key = (kind.to_string(), operation.to_string(), verdict.to_string());
-            *s.requests.entry(key).or_default() += 1;
-            s.latency.observe(took.as_secs_f64());
-        });
+    pub fn request(&self, labels: &RequestLabels, took: Duration) {
+        self.requests.get_or_create(labels).inc();
+        self.latency.observe(took.as_secs_f64());
     }
 
     pub fn watch_restart(&self, kind: &str) {
-        self.with(|s| *s.watch_restarts.entry(kind.to_string()).or_default() += 1);
+        self.watch_restarts.get_or_create(&kind_label(kind)).inc();
     }
 
     /// One object of `kind` (or a new version of it) could not be read into the cluster view.
     pub fn unreadable_object(&self, kind: &str) {
-        self.with(|s| *s.unreadable_objects.entry(kind.to_string()).or_default() += 1);
+        self.unreadable_objects
+            .get_or_create(&kind_label(kind))
+            .inc();
     }
 
     /// One reconcile of `kind` ended with `outcome` (`ok` or `error`).
     pub fn reconcile(&self, kind: &str, outcome: &str) {
-        self.with(|s| {
-            let key = (kind.to_string(), outcome.to_string());
-            *s.reconciles.entry(key).or_default() += 1;
-        });
+        let labels = OutcomeLabels {
+            kind: kind.into(),
+            outcome: outcome.into(),
+        };
+        self.reconciles.get_or_create(&labels).inc();
+    }
+
+    /// One reconcile of `kind` took `took`, whatever its outcome.
+    pub fn reconcile_took(&self, kind: &str, took: Duration) {
+        let histogram = self.reconcile_seconds.get_or_create(&kind_label(kind));
+        histogram.observe(took.as_secs_f64());
+    }
+
+    /// The serving certificate now in use expires at `unix_seconds`.
+    pub fn certificate_expires(&self, unix_seconds: i64) {
+        self.certificate_expiry.set(unix_seconds as f64);
     }
 
     /// The exposition text; `cache_sizes` are the objects held per kind.
     pub fn render(&self, cache_sizes: &[(&str, usize)]) -> String {
-        self.with(|s| {
-            let mut out = String::new();
-            render_requests(&mut out, s);
-            render_latency(&mut out, &s.latency);
-            render_map(&mut out, "bindguard_watch_restarts_total", "counter", "Watch failures that were retried.", &s.watch_restarts, "kind");
-            render_map(&mut out, "bindguard_unreadable_objects_total", "counter", "Objects (or versions of them) the cluster view could not read.", &s.unreadable_objects, "kind");
-            out.push_str("# HELP bindguard_reconciles_total Reconciles by kind and outcome.\n# TYPE bindguard_reconciles_total counter\n");
-            for ((kind, outcome), n) in &s.reconciles {
-                let _ = writeln!(out, "bindguard_reconciles_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}");
-            }
-            out.push_str("# HELP bindguard_cache_objects Objects held in the cluster view.\n# TYPE bindguard_cache_objects gauge\n");
-            for (kind, n) in cache_sizes {
-                let _ = writeln!(out, "bindguard_cache_objects{{kind=\"{kind}\"}} {n}");
-            }
-            out
-        })
+        for (kind, n) in cache_sizes {
+            let n = i64::try_from(*n).unwrap_or(i64::MAX);
+            self.cache_objects.get_or_create(&kind_label(kind)).set(n);
+        }
+        let mut out = String::new();
+        if let Err(error) = encode(&mut out, &self.registry) {
+            tracing::error!(%error, "metrics could not be rendered");
+        }
+        out
     }
 }
 
-fn render_requests(out: &mut String, s: &State) {
-    out.push_str("# HELP bindguard_admission_requests_total Admission requests by kind, operation and verdict.\n# TYPE bindguard_admission_requests_total counter\n");
-    for ((kind, operation, verdict), n) in &s.requests {
-        let _ = writeln!(
-            out,
-            "bindguard_admission_requests_total{{kind=\"{kind}\",operation=\"{operation}\",verdict=\"{verdict}\"}} {n}"
-        );
-    }
-}
-
-fn render_latency(out: &mut String, h: &Histogram) {
-    let name = "bindguard_admission_duration_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Time to judge one admission request.\n# TYPE {name} histogram"
-    );
-    for (count, bound) in h.counts.iter().zip(LATENCY_BUCKETS) {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
-    }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.total);
-    let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.sum, h.total);
-}
-
-fn render_map(
-    out: &mut String,
-    name: &str,
-    kind: &str,
-    help: &str,
-    map: &BTreeMap<String, u64>,
-    label: &str,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    for (key, n) in map {
-        let _ = writeln!(out, "{name}{{{label}=\"{key}\"}} {n}");
-    }
+fn kind_label(kind: &str) -> KindLabel {
+    KindLabel { kind: kind.into() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn denied(took: Duration) -> (RequestLabels, Duration) {
+        let labels = RequestLabels {
+            kind: "ResourceReleaseBinding".into(),
+            operation: "UPDATE".into(),
+            verdict: "denied".into(),
+            rule: "spec.owner".into(),
+        };
+        (labels, took)
+    }
+
     #[test]
     fn renders_counters_and_cumulative_buckets() {
         let m = Metrics::default();
-        m.request(
-            "ResourceReleaseBinding",
-            "UPDATE",
-            "denied",
-            Duration::from_micros(300),
-        );
-        m.request(
-            "ResourceReleaseBinding",
-            "UPDATE",
-            "denied",
-            Duration::from_secs(20),
-        );
+        for (labels, took) in [
+            denied(Duration::from_micros(300)),
+            denied(Duration::from_secs(20)),
+        ] {
+            m.request(&labels, took);
+        }
+        m.reconcile("Promise", "ok");
+        m.reconcile_took("Promise", Duration::from_millis(3));
+        m.certificate_expires(1_800_000_000);
         let text = m.render(&[("Environment", 2)]);
-        assert!(text.contains("bindguard_admission_requests_total{kind=\"ResourceReleaseBinding\",operation=\"UPDATE\",verdict=\"denied\"} 2"));
-        assert!(text.contains("bindguard_admission_duration_seconds_bucket{le=\"0.0001\"} 0"));
-        assert!(text.contains("bindguard_admission_duration_seconds_bucket{le=\"0.0005\"} 1"));
-        assert!(text.contains("bindguard_admission_duration_seconds_bucket{le=\"10\"} 1"));
-        assert!(text.contains("bindguard_admission_duration_seconds_bucket{le=\"+Inf\"} 2"));
-        assert!(text.contains("bindguard_cache_objects{kind=\"Environment\"} 2"));
+        for line in [
+            "bindguard_admission_requests_total{kind=\"ResourceReleaseBinding\",operation=\"UPDATE\",verdict=\"denied\",rule=\"spec.owner\"} 2",
+            "bindguard_admission_duration_seconds_bucket{le=\"0.0001\"} 0",
+            "bindguard_admission_duration_seconds_bucket{le=\"0.0005\"} 1",
+            "bindguard_admission_duration_seconds_bucket{le=\"10.0\"} 1",
+            "bindguard_admission_duration_seconds_bucket{le=\"+Inf\"} 2",
+            "bindguard_admission_duration_seconds_count 2",
+            "bindguard_reconciles_total{kind=\"Promise\",outcome=\"ok\"} 1",
+            "bindguard_reconcile_duration_seconds_bucket{le=\"0.005\",kind=\"Promise\"} 1",
+            "bindguard_cache_objects{kind=\"Environment\"} 2",
+            "bindguard_certificate_expiry_timestamp_seconds 1800000000.0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
     }
 }

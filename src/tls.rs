@@ -114,9 +114,23 @@ pub fn server_config(resolver: Arc<Resolver>) -> anyhow::Result<Arc<rustls::Serv
     Ok(Arc::new(config))
 }
 
-/// Re-reads the files every `every` and swaps the certificate when their content changed.
-/// Polling content (not inotify) survives the symlink swaps of mounted Secret volumes.
-pub async fn watch(resolver: Arc<Resolver>, cert: PathBuf, key: PathBuf, every: Duration) {
+/// When the serving (first) certificate of `key` expires, in Unix seconds.
+pub fn expiry(key: &CertifiedKey) -> Option<i64> {
+    let der = key.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// Re-reads the files every `every` and swaps the certificate when their content changed,
+/// telling `loaded` about each new one. Polling content (not inotify) survives the symlink
+/// swaps of mounted Secret volumes.
+pub async fn watch(
+    resolver: Arc<Resolver>,
+    cert: PathBuf,
+    key: PathBuf,
+    every: Duration,
+    loaded: impl Fn(&CertifiedKey) + Send + 'static,
+) {
     let mut last = read_both(&cert, &key);
     loop {
         tokio::time::sleep(every).await;
@@ -125,8 +139,9 @@ pub async fn watch(resolver: Arc<Resolver>, cert: PathBuf, key: PathBuf, every: 
             continue;
         }
         match load(&cert, &key) {
-            Ok(loaded) => {
-                resolver.set(loaded);
+            Ok(new) => {
+                loaded(&new);
+                resolver.set(new);
                 tracing::info!(cert = %cert.display(), "reloaded TLS certificate");
                 last = now;
             }
@@ -151,6 +166,18 @@ mod tests {
         let key = parse(bundle.cert_pem.as_bytes(), bundle.key_pem.as_bytes()).unwrap();
         assert_eq!(key.cert.len(), 1);
         assert!(bundle.ca_pem.contains("BEGIN CERTIFICATE"));
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_serving_certificate() {
+        let bundle = generate(&["localhost".into()]).unwrap();
+        let key = parse(bundle.cert_pem.as_bytes(), bundle.key_pem.as_bytes()).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let expires = expiry(&key).expect("expiry readable");
+        assert!(expires > now, "{expires} is not after {now}");
     }
 
     #[test]

@@ -113,3 +113,268 @@ fn helm_webhooks_match_the_generator() {
         "the chart's webhooks drifted from src/webhook_config.rs"
     );
 }
+
+/// Where our CRDs may differ from upstream's pinned structure, and why: (file, path, reason).
+/// Anything else that differs fails `crds_keep_upstream_structure`.
+const ALLOWED_DIFFERENCES: &[(&str, &str, &str)] = &[
+    (
+        "resourcebindings.platform.kratix.io.json",
+        "v1alpha1.printerColumns",
+        "the seeds' `kubectl get resourcebindings` shows VERSION where upstream says DESIRED",
+    ),
+    (
+        "resourcebindings.platform.kratix.io.json",
+        "v1alpha1.spec.required",
+        "a missing version reaches the webhook, which refuses it naming the revisions to pick from",
+    ),
+    (
+        "resourcebindings.platform.kratix.io.json",
+        "v1alpha1.spec.resourceRef.required",
+        "the mutating webhook fills resourceRef.namespace with the binding's own namespace",
+    ),
+    (
+        "resourcereleases.openchoreo.dev.json",
+        "v1alpha1.spec.resourceType.required",
+        "kind defaults to ResourceType and spec to empty; policy reads only what is present",
+    ),
+    (
+        "resourcetypes.openchoreo.dev.json",
+        "v1alpha1.spec.required",
+        "policy reads schemas, outputs and retainPolicy; a type without resources is still judged",
+    ),
+    (
+        "clusterresourcetypes.openchoreo.dev.json",
+        "v1alpha1.spec.required",
+        "as for ResourceType",
+    ),
+    (
+        "resourcereleases.openchoreo.dev.json",
+        "v1alpha1.spec.resourceType.spec.required",
+        "as for ResourceType",
+    ),
+];
+
+/// Each file in `tests/fixtures/upstream-crds/` is the structure of one upstream CRD at a pinned
+/// commit (written by `scripts/pin-upstream-crds.py`). Our generated CRD must keep it: identity,
+/// short names and categories, subresources, printer columns, and under `spec` the same types,
+/// required fields, strictness, enums and CEL rules, to the depth written down.
+#[test]
+fn crds_keep_upstream_structure() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream-crds");
+    let ours: Vec<serde_json::Value> = bindguard::crd::all()
+        .iter()
+        .map(|c| serde_json::to_value(c).expect("CRD serialises"))
+        .collect();
+    let mut drift = Vec::new();
+    let mut pinned = 0;
+    for entry in std::fs::read_dir(&dir).expect("upstream CRD fixtures") {
+        let path = entry.expect("dir entry").path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).expect("fixture readable");
+        let upstream: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
+        let name = format!(
+            "{}.{}",
+            upstream["plural"].as_str().unwrap(),
+            upstream["group"].as_str().unwrap()
+        );
+        let Some(crd) = ours.iter().find(|c| c["metadata"]["name"] == name.as_str()) else {
+            drift.push(format!("{file}: bindguard has no CRD {name}"));
+            continue;
+        };
+        pinned += 1;
+        let mut found = Vec::new();
+        upstream_diff::crd(&upstream, crd, &mut found);
+        drift.extend(
+            found
+                .into_iter()
+                .filter(|(at, _)| {
+                    !ALLOWED_DIFFERENCES
+                        .iter()
+                        .any(|(f, p, _)| *f == file && p == at)
+                })
+                .map(|(at, what)| format!("{file} {at}: {what}")),
+        );
+    }
+    assert_eq!(
+        pinned,
+        bindguard::crd::all().len(),
+        "every CRD has a pinned upstream copy"
+    );
+    assert!(
+        drift.is_empty(),
+        "CRDs drifted from upstream:\n{}",
+        drift.join("\n")
+    );
+}
+
+mod upstream_diff {
+    use serde_json::Value;
+
+    type Found = Vec<(String, String)>;
+
+    pub fn crd(up: &Value, ours: &Value, found: &mut Found) {
+        let spec = &ours["spec"];
+        let names = &spec["names"];
+        let pairs = [
+            ("group", &up["group"], &spec["group"]),
+            ("kind", &up["kind"], &names["kind"]),
+            ("plural", &up["plural"], &names["plural"]),
+            ("singular", &up["singular"], &names["singular"]),
+            ("scope", &up["scope"], &spec["scope"]),
+        ];
+        for (at, want, have) in pairs {
+            if want != have {
+                found.push((at.into(), format!("upstream {want}, ours {have}")));
+            }
+        }
+        for list in ["shortNames", "categories"] {
+            contains_all(list, &up[list], &names[list], found);
+        }
+        for version in up["versions"].as_array().into_iter().flatten() {
+            let name = version["name"].as_str().unwrap_or_default();
+            let Some(mine) = spec["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"] == name)
+            else {
+                found.push((name.into(), "version missing".into()));
+                continue;
+            };
+            self::version(name, version, mine, found);
+        }
+    }
+
+    fn version(name: &str, up: &Value, ours: &Value, found: &mut Found) {
+        for flag in ["served", "storage"] {
+            if up[flag] != ours[flag].as_bool().unwrap_or(false) {
+                found.push((format!("{name}.{flag}"), format!("upstream {}", up[flag])));
+            }
+        }
+        let subresources: Vec<Value> = ours["subresources"]
+            .as_object()
+            .map(|m| m.keys().map(|k| Value::from(k.as_str())).collect())
+            .unwrap_or_default();
+        contains_all(
+            &format!("{name}.subresources"),
+            &up["subresources"],
+            &Value::from(subresources),
+            found,
+        );
+        let columns: Vec<Value> = ours["additionalPrinterColumns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| serde_json::json!({"name": c["name"], "jsonPath": c["jsonPath"]}))
+            .collect();
+        contains_all(
+            &format!("{name}.printerColumns"),
+            &up["printerColumns"],
+            &Value::from(columns),
+            found,
+        );
+        let schema = &ours["schema"]["openAPIV3Schema"]["properties"];
+        node(&format!("{name}.spec"), &up["spec"], &schema["spec"], found);
+        let status = &schema["status"];
+        if status["x-kubernetes-preserve-unknown-fields"] != true {
+            let fields: Vec<Value> = status["properties"]
+                .as_object()
+                .map(|m| m.keys().map(|k| Value::from(k.as_str())).collect())
+                .unwrap_or_default();
+            contains_all(
+                &format!("{name}.status"),
+                &up["status"],
+                &Value::from(fields),
+                found,
+            );
+        }
+    }
+
+    /// One schema node: upstream's written-down shape against ours.
+    fn node(at: &str, up: &Value, ours: &Value, found: &mut Found) {
+        let preserve = "x-kubernetes-preserve-unknown-fields";
+        for key in [
+            "type",
+            "format",
+            "enum",
+            preserve,
+            "x-kubernetes-int-or-string",
+        ] {
+            let mine = ours.get(key).filter(|v| **v != Value::Bool(false));
+            if up.get(key) != mine {
+                found.push((
+                    format!("{at}.{key}"),
+                    format!("upstream {:?}, ours {:?}", up.get(key), mine),
+                ));
+            }
+        }
+        let required = |v: &Value| {
+            let mut r: Vec<String> = v["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect();
+            r.sort();
+            r
+        };
+        if required(up) != required(ours) {
+            found.push((
+                format!("{at}.required"),
+                format!("upstream {:?}, ours {:?}", required(up), required(ours)),
+            ));
+        }
+        let messages = |v: &Value| -> Vec<Value> {
+            v["x-kubernetes-validations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r["message"].clone())
+                .collect()
+        };
+        contains_all(
+            &format!("{at}.x-kubernetes-validations"),
+            &Value::from(messages(up)),
+            &Value::from(messages(ours)),
+            found,
+        );
+        match &up["properties"] {
+            Value::Object(props) => {
+                for (key, shape) in props {
+                    match ours["properties"].get(key) {
+                        Some(mine) => node(&format!("{at}.{key}"), shape, mine, found),
+                        None => found.push((format!("{at}.{key}"), "property missing".into())),
+                    }
+                }
+            }
+            Value::Array(keys) => {
+                for key in keys.iter().filter_map(Value::as_str) {
+                    if ours["properties"].get(key).is_none() {
+                        found.push((format!("{at}.{key}"), "property missing".into()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if !up["items"].is_null() {
+            node(&format!("{at}[]"), &up["items"], &ours["items"], found);
+        }
+        if !up["additionalProperties"].is_null() {
+            node(
+                &format!("{at}{{}}"),
+                &up["additionalProperties"],
+                &ours["additionalProperties"],
+                found,
+            );
+        }
+    }
+
+    fn contains_all(at: &str, up: &Value, ours: &Value, found: &mut Found) {
+        let mine = ours.as_array().cloned().unwrap_or_default();
+        for want in up.as_array().into_iter().flatten() {
+            if !mine.contains(want) {
+                found.push((at.into(), format!("missing {want}")));
+            }
+        }
+    }
+}

@@ -376,7 +376,7 @@ async fn a_panic_while_judging_becomes_an_error_review_with_the_uid_and_serving_
     h.assert_healthy().await;
     let (_, metrics) = h.admin_get("/metrics").await;
     assert!(
-        metrics.contains("operation=\"CREATE\",verdict=\"error\"} 1"),
+        metrics.contains("operation=\"CREATE\",verdict=\"error\",rule=\"\"} 1"),
         "{metrics}"
     );
 }
@@ -417,7 +417,7 @@ async fn admin_routes_answer() {
     assert_eq!(h.admin_get("/readyz").await.0, 200);
     let (code, text) = h.admin_get("/metrics").await;
     assert_eq!(code, 200);
-    assert!(text.contains("bindguard_admission_requests_total{kind=\"ResourceReleaseBinding\",operation=\"UPDATE\",verdict=\"denied\"} 1"), "{text}");
+    assert!(text.contains("bindguard_admission_requests_total{kind=\"ResourceReleaseBinding\",operation=\"UPDATE\",verdict=\"denied\",rule=\"spec.owner\"} 1"), "{text}");
     assert!(text.contains("bindguard_admission_duration_seconds_bucket{le=\"0.0001\"}"));
     assert!(text.contains("bindguard_cache_objects{kind=\"Environment\"} 2"));
 }

@@ -26,6 +26,8 @@ pub enum Shape {
     Immutable,
     /// `(has(self.a) ? 1 : 0) + (has(self.b) ? 1 : 0) ... == n`: exactly `n` of the fields set.
     PresentCount { fields: Vec<String>, equals: usize },
+    /// `!has(oldSelf.f) || oldSelf.f == self.f`: field `f` never changes once set.
+    ImmutableOnceSet { field: String },
 }
 
 /// One `x-kubernetes-validations` entry found in a CRD schema.
@@ -158,6 +160,9 @@ pub fn shape(rule: &str) -> Option<Shape> {
     if compact == "self==oldSelf" {
         return Some(Shape::Immutable);
     }
+    if let Some(field) = immutable_once_set(&compact) {
+        return Some(Shape::ImmutableOnceSet { field });
+    }
     let (sum, equals) = compact.rsplit_once("==")?;
     let equals = equals.parse().ok()?;
     let fields = sum
@@ -170,6 +175,13 @@ pub fn shape(rule: &str) -> Option<Shape> {
         })
         .collect::<Option<Vec<_>>>()?;
     Some(Shape::PresentCount { fields, equals })
+}
+
+fn immutable_once_set(compact: &str) -> Option<String> {
+    let rest = compact.strip_prefix("!has(oldSelf.")?;
+    let (field, rest) = rest.split_once(")||")?;
+    let simple = !field.is_empty() && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (simple && rest == format!("oldSelf.{field}==self.{field}")).then(|| field.to_string())
 }
 
 fn schema_refusals(schema: &Result<EnvConfigSchema, String>, object: &Value) -> Vec<String> {
@@ -225,6 +237,11 @@ fn cel_refusals(rule: &CelRule, new: &Value, old: Option<&Value>) -> Vec<String>
         (Some(Shape::PresentCount { fields, equals }), _) => {
             miscounted(&rule.path, fields, *equals, new)
         }
+        (Some(Shape::ImmutableOnceSet { field }), Some(old)) => {
+            let mut path = rule.path.clone();
+            path.push(Step::Key(field.clone()));
+            changed_once_set(&path, new, old)
+        }
         _ => Vec::new(),
     };
     fields
@@ -242,6 +259,20 @@ fn changed_fields(path: &[Step], new: &Value, old: &Value) -> Vec<String> {
     match (values_at(new, path).first(), values_at(old, path).first()) {
         (Some((field, now)), Some((_, was))) if now != was => vec![field.clone()],
         _ => Vec::new(),
+    }
+}
+
+/// Where a field that was set is now different (removed or changed).
+fn changed_once_set(path: &[Step], new: &Value, old: &Value) -> Vec<String> {
+    if path.contains(&Step::Each) {
+        return Vec::new();
+    }
+    let Some((field, was)) = values_at(old, path).into_iter().next() else {
+        return Vec::new();
+    };
+    match values_at(new, path).first() {
+        Some((_, now)) if *now == was => Vec::new(),
+        _ => vec![field],
     }
 }
 
@@ -286,6 +317,10 @@ mod tests {
         let one = "(has(self.a) ? 1 : 0) + (has(self.b) ? 1 : 0) == 1";
         let fields = vec!["a".to_string(), "b".to_string()];
         assert_eq!(shape(one), Some(Shape::PresentCount { fields, equals: 1 }));
+        let once = "!has(oldSelf.dataPlaneRef) || oldSelf.dataPlaneRef == self.dataPlaneRef";
+        let field = "dataPlaneRef".to_string();
+        assert_eq!(shape(once), Some(Shape::ImmutableOnceSet { field }));
+        assert_eq!(shape("!has(oldSelf.a) || oldSelf.b == self.b"), None);
         assert_eq!(shape("self.size() < 3"), None);
         assert_eq!(shape("self != oldSelf"), None);
     }
@@ -312,6 +347,36 @@ mod tests {
             ["spec.owner: Invalid value: \"object\": spec.owner is immutable"]
         );
         assert!(rules.refusals(group, kind, &old, Some(&old)).is_empty());
+    }
+
+    #[test]
+    fn a_data_plane_ref_once_set_stays() {
+        let rules = CrdRules::new();
+        let env = |spec: Value| {
+            json!({"apiVersion": "openchoreo.dev/v1alpha1", "kind": "Environment",
+                                       "metadata": {"name": "dev", "namespace": "default"}, "spec": spec})
+        };
+        let (group, kind) = ("openchoreo.dev", "Environment");
+        let set = env(json!({"dataPlaneRef": {"kind": "DataPlane", "name": "a"}}));
+        let moved = env(json!({"dataPlaneRef": {"kind": "DataPlane", "name": "b"}}));
+        assert!(
+            rules
+                .refusals(group, kind, &set, Some(&env(json!({}))))
+                .is_empty()
+        );
+        assert!(rules.refusals(group, kind, &set, Some(&set)).is_empty());
+        let refused = rules.refusals(group, kind, &moved, Some(&set));
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(
+            refused[0].contains("dataPlaneRef is immutable once set"),
+            "{refused:?}"
+        );
+        assert_eq!(
+            rules
+                .refusals(group, kind, &env(json!({})), Some(&set))
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@
 #![allow(clippy::duplicated_attributes)]
 
 use super::Condition;
-use super::schema_helpers::{conditions, non_empty, optional_free_form};
-use crate::free_form_schema;
+use super::schema_helpers::{conditions, integer, non_empty};
+use super::upstream_specs::promise_spec;
+use crate::{free_form_schema, schema_from};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -40,12 +41,13 @@ pub const VERSION_LATEST: &str = "latest";
         type_ = "string",
         json_path = ".status.apiVersion"
     ),
-    printcolumn(name = "Version", type_ = "string", json_path = ".status.version")
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.message")
 )]
 #[serde(transparent)]
 pub struct PromiseSpec(pub serde_json::Map<String, Value>);
 
-free_form_schema!(PromiseSpec);
+schema_from!(PromiseSpec, promise_spec);
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(transparent)]
@@ -77,19 +79,24 @@ impl PromiseSpec {
     printcolumn(name = "Latest", type_ = "boolean", json_path = ".status.latest")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("required" = ["promiseRef", "promiseSpec", "version"]))]
 pub struct PromiseRevisionSpec {
     pub promise_ref: NameRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_free_form")]
+    #[schemars(schema_with = "promise_spec")]
     pub promise_spec: Option<Value>,
     #[serde(default)]
     pub version: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct PromiseRevisionStatus {
     #[serde(default)]
     pub latest: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions")]
+    pub conditions: Vec<Condition>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -139,6 +146,9 @@ pub struct ResourceRef {
     /// Defaulted to the binding's namespace by the mutating webhook.
     #[serde(default)]
     pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "integer")]
+    pub generation: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -3,6 +3,7 @@
 pub mod kratix;
 pub mod openchoreo;
 pub(crate) mod schema_helpers;
+pub(crate) mod upstream_specs;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

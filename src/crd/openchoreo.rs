@@ -5,8 +5,9 @@
 #![allow(clippy::duplicated_attributes)]
 
 use super::Condition;
-use super::schema_helpers::{conditions, non_empty, optional_free_form, retain_policy};
-use crate::free_form_schema;
+use super::schema_helpers::{conditions, non_empty, optional_free_form, raw, retain_policy};
+use super::upstream_specs::{environment_spec, project_spec};
+use crate::{free_form_schema, schema_from};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -73,7 +74,7 @@ pub struct ResourceReleaseBindingSpec {
     pub retain_policy: Option<String>,
     /// Kept raw: policy decides whether it is an object and whether it fits the schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_free_form")]
+    #[schemars(schema_with = "raw")]
     pub resource_type_environment_configs: Option<Value>,
 }
 
@@ -151,12 +152,13 @@ pub struct KeyRef {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceSpec {
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "spec.owner is immutable"}]))]
     pub owner: ResourceOwner,
     #[serde(rename = "type")]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "spec.type is immutable"}]))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "spec.type cannot be changed after creation"}]))]
     pub type_: TypeRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_free_form")]
+    #[schemars(schema_with = "raw")]
     pub parameters: Option<Value>,
 }
 
@@ -197,6 +199,8 @@ fn type_kind(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 pub struct ResourceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_release: Option<LatestRelease>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions")]
     pub conditions: Vec<Condition>,
@@ -224,14 +228,35 @@ pub struct ResourceTypeTemplate {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<OutputTemplate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "free_form_list")]
+    #[schemars(schema_with = "resource_templates")]
     pub resources: Vec<Value>,
 }
 
-fn free_form_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+/// The objects a type renders: an id, a template kept as it is, and optional CEL conditions.
+fn resource_templates(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let cel = serde_json::json!({"type": "string", "pattern": "^\\$\\{[\\s\\S]+\\}\\s*$"});
     schemars::json_schema!({
         "type": "array",
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        "items": {
+            "type": "object",
+            "required": ["id", "template"],
+            "properties": {
+                "id": {"type": "string", "minLength": 1},
+                "includeWhen": cel,
+                "readyWhen": cel,
+                "template": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            },
+        },
+    })
+}
+
+/// A `{name, key}` reference kept raw (policy only asks which source is set).
+fn optional_key_ref(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "required": ["key", "name"],
+        "properties": {"key": {"type": "string"}, "name": {"type": "string"}},
     })
 }
 
@@ -251,15 +276,20 @@ pub struct SchemaSection {
 /// A declared output; which source field is set tells its kind.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.value)?1:0) + (has(self.secretKeyRef)?1:0) + (has(self.configMapKeyRef)?1:0) == 1",
+    "message": "exactly one of value, secretKeyRef, or configMapKeyRef must be set"
+}]))]
 pub struct OutputTemplate {
+    #[schemars(schema_with = "non_empty")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_free_form")]
+    #[schemars(schema_with = "optional_key_ref")]
     pub secret_key_ref: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_free_form")]
+    #[schemars(schema_with = "optional_key_ref")]
     pub config_map_key_ref: Option<Value>,
 }
 
@@ -287,7 +317,12 @@ impl ResourceTypeTemplate {
     namespaced,
     status = "ObservedStatus",
     shortname = "rt",
-    shortname = "rts"
+    shortname = "rts",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct ResourceTypeSpec {
     #[serde(flatten)]
@@ -302,7 +337,12 @@ pub struct ResourceTypeSpec {
     kind = "ClusterResourceType",
     status = "ObservedStatus",
     shortname = "crt",
-    shortname = "crts"
+    shortname = "crts",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct ClusterResourceTypeSpec {
     #[serde(flatten)]
@@ -339,7 +379,7 @@ pub struct ResourceReleaseSpec {
     pub owner: BindingOwner,
     pub resource_type: ReleasedType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_free_form")]
+    #[schemars(schema_with = "raw")]
     pub parameters: Option<Value>,
 }
 
@@ -368,7 +408,7 @@ pub struct ReleasedType {
 #[serde(transparent)]
 pub struct EnvironmentSpec(pub serde_json::Map<String, Value>);
 
-free_form_schema!(EnvironmentSpec);
+schema_from!(EnvironmentSpec, environment_spec);
 
 /// A group of Resources owned by one team.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -384,7 +424,7 @@ free_form_schema!(EnvironmentSpec);
 #[serde(transparent)]
 pub struct ProjectSpec(pub serde_json::Map<String, Value>);
 
-free_form_schema!(ProjectSpec);
+schema_from!(ProjectSpec, project_spec);
 
 /// The status of the kinds bindguard only reads: whatever their controllers write, kept as is.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

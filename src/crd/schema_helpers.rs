@@ -19,6 +19,16 @@ pub fn optional_free_form(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// Any JSON value, kept as it is (upstream's `runtime.RawExtension` fields); policy judges it.
+pub fn raw(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// An integer without a declared width.
+pub fn integer(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "integer" })
+}
+
 /// A string that cannot be empty.
 pub fn non_empty(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "minLength": 1 })
@@ -44,12 +54,20 @@ pub fn conditions(generator: &mut SchemaGenerator) -> Schema {
 #[macro_export]
 macro_rules! free_form_schema {
     ($t:ty) => {
+        $crate::schema_from!($t, $crate::crd::schema_helpers::free_form);
+    };
+}
+
+/// Implements `JsonSchema` for `$t` with the schema `$f` writes.
+#[macro_export]
+macro_rules! schema_from {
+    ($t:ty, $f:path) => {
         impl schemars::JsonSchema for $t {
             fn schema_name() -> std::borrow::Cow<'static, str> {
                 stringify!($t).into()
             }
             fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                $crate::crd::schema_helpers::free_form(generator)
+                $f(generator)
             }
         }
     };

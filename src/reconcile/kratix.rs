@@ -4,7 +4,7 @@
 
 use super::conditions::{merge, resolve_version, same};
 use super::requests::{self, Registry};
-use super::{Ctx, Error, finished, on_error};
+use super::{Ctx, Error, finished, observed, on_error};
 use crate::crd::*;
 use crate::naming::{self, RevisionId};
 use crate::policy::promise_revision::is_latest;
@@ -28,7 +28,7 @@ pub async fn run(ctx: Arc<Ctx>, registry: Arc<Registry>) {
         watcher::Config::default(),
     )
     .run(
-        reconcile_promise,
+        observed("Promise", ctx.metrics.clone(), reconcile_promise),
         |_, e, c: Arc<Ctx>| on_error("Promise", e, &c),
         ctx.clone(),
     )
@@ -38,7 +38,7 @@ pub async fn run(ctx: Arc<Ctx>, registry: Arc<Registry>) {
         watcher::Config::default(),
     )
     .run(
-        reconcile_revision,
+        observed("PromiseRevision", ctx.metrics.clone(), reconcile_revision),
         |_, e, c: Arc<Ctx>| on_error("PromiseRevision", e, &c),
         ctx.clone(),
     )
@@ -63,7 +63,7 @@ pub async fn run(ctx: Arc<Ctx>, registry: Arc<Registry>) {
             },
         )
         .run(
-            reconcile_binding,
+            observed("ResourceBinding", ctx.metrics.clone(), reconcile_binding),
             |_, e, c: Arc<Ctx>| on_error("ResourceBinding", e, &c),
             ctx,
         )
@@ -490,7 +490,10 @@ mod tests {
     #[test]
     fn latest_moves_off_every_sibling_of_the_same_promise() {
         let mut old = desired(Some("v0.1.0"));
-        old.status = Some(PromiseRevisionStatus { latest: true });
+        old.status = Some(PromiseRevisionStatus {
+            latest: true,
+            ..Default::default()
+        });
         let mut plain = desired(Some("v0.0.1"));
         plain
             .metadata
@@ -554,6 +557,7 @@ mod tests {
                     resource_ref: ResourceRef {
                         name: name.into(),
                         namespace: "default".into(),
+                        generation: None,
                     },
                     version: version.into(),
                 },

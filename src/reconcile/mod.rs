@@ -11,13 +11,17 @@ pub mod requests;
 use crate::cluster::ClusterView;
 use crate::metrics::Metrics;
 use crate::schema::SchemaCache;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// What every reconcile shares.
 pub struct Ctx {
@@ -91,6 +95,39 @@ pub fn now() -> String {
         .round(k8s_openapi::jiff::Unit::Second)
         .map(|t| t.to_string())
         .unwrap_or_default()
+}
+
+/// Wraps a reconcile function for `Controller::run`: each call runs in a `reconcile` span
+/// naming the object (so its log lines can be tied to it), and its duration is observed
+/// whatever the outcome.
+pub fn observed<K, C, Fut>(
+    kind: &'static str,
+    metrics: Arc<Metrics>,
+    reconcile: impl Fn(Arc<K>, Arc<C>) -> Fut,
+) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<Action, Error>>
+where
+    K: kube::Resource,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    move |object, ctx| {
+        let meta = object.meta();
+        let span = tracing::info_span!(
+            "reconcile",
+            kind,
+            namespace = meta.namespace.as_deref().unwrap_or_default(),
+            name = meta.name.as_deref().unwrap_or_default(),
+        );
+        let metrics = metrics.clone();
+        let work = reconcile(object, ctx);
+        async move {
+            let started = Instant::now();
+            let result = work.await;
+            metrics.reconcile_took(kind, started.elapsed());
+            result
+        }
+        .instrument(span)
+        .boxed()
+    }
 }
 
 /// Requeue with backoff on error: counted, logged, retried after a while.

@@ -3,7 +3,7 @@
 //! their Resource.
 
 use super::conditions::{self, BindingView, binding_conditions, finalizing, merge, same};
-use super::{Ctx, Error, on_error};
+use super::{Ctx, Error, observed, on_error};
 use crate::cluster::facts::Seen;
 use crate::crd::*;
 use crate::policy::referents::{self, DELETE, RETAIN};
@@ -63,7 +63,7 @@ pub async fn run(ctx: Arc<Ctx>) {
                 .collect::<Vec<_>>()
         })
         .run(
-            reconcile,
+            observed("ResourceReleaseBinding", ctx.metrics.clone(), reconcile),
             |_, e, c: Arc<Ctx>| on_error("ResourceReleaseBinding", e, &c),
             ctx,
         )

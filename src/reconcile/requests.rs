@@ -5,7 +5,7 @@
 //! neither fails the watch nor the initial list. Deletes go through the raw API for the same
 //! reason: the answer, a whole request, is never decoded.
 
-use super::{Ctx, Error, finished, on_error};
+use super::{Ctx, Error, finished, observed, on_error};
 use crate::crd::*;
 use crate::naming;
 use futures::StreamExt;
@@ -259,6 +259,7 @@ async fn serve(ctx: Arc<Ctx>, offer: Offer) {
         naming::label_value(&offer.promise)
     );
     let mapped = ar.clone();
+    let metrics = ctx.metrics.clone();
     let rc = Arc::new(RequestCtx { ctx, offer });
     Controller::new_with(requests, watcher::Config::default(), ar)
         .watches(
@@ -271,7 +272,7 @@ async fn serve(ctx: Arc<Ctx>, offer: Offer) {
             },
         )
         .run(
-            reconcile,
+            observed("ResourceRequest", metrics, reconcile),
             |_, e, rc: Arc<RequestCtx>| on_error("ResourceRequest", e, &rc.ctx),
             rc,
         )
@@ -311,6 +312,7 @@ pub fn binding_for(request: &ObjectMeta, promise: &str, version: &str) -> Resour
             resource_ref: ResourceRef {
                 name: name.clone(),
                 namespace: ns.clone(),
+                generation: None,
             },
             version: version.into(),
         },

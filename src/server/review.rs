@@ -7,6 +7,7 @@ use super::authorize::{self, Authorizer};
 use super::duration;
 use crate::admission::{self, ReviewError};
 use crate::judge::{Judged, ProjectCheck};
+use crate::metrics::RequestLabels;
 use crate::policy::Phase;
 use crate::webhook_config::TIMEOUT_SECONDS;
 use axum::Json;
@@ -108,13 +109,11 @@ async fn answer(
         }
         (_, _, _) => (response, verdict),
     };
-    app.metrics
-        .request(&verdict.0, &verdict.1, verdict.2, started.elapsed());
+    app.metrics.request(&verdict, started.elapsed());
     response
 }
 
-/// kind, operation, verdict: what metrics count.
-type Verdict = (String, String, &'static str);
+type Verdict = RequestLabels;
 
 /// Keeps `response` when the requester has the project access the write needs; otherwise (or
 /// when that cannot be found out by `deadline`) refuses with 403.
@@ -143,7 +142,12 @@ async fn authorize(
         }
     };
     let refused = Json(check.refusal(message)).into_response();
-    (refused, (verdict.0, verdict.1, "denied"))
+    let verdict = RequestLabels {
+        verdict: "denied".into(),
+        rule: "project-access".into(),
+        ..verdict
+    };
+    (refused, verdict)
 }
 
 /// Judges on the blocking pool; the permit is held until judging ends, even past the deadline,
@@ -171,7 +175,12 @@ fn respond(
     match judged {
         Ok(judged) => {
             log_verdict(head, &judged);
-            let verdict = (judged.kind, judged.operation, judged.verdict);
+            let verdict = RequestLabels {
+                kind: judged.kind,
+                operation: judged.operation,
+                verdict: judged.verdict.into(),
+                rule: judged.rule,
+            };
             let response = Json(judged.response).into_response();
             (response, verdict, judged.project_check)
         }
@@ -179,7 +188,7 @@ fn respond(
             tracing::info!("refused: not an AdmissionReview");
             tracing::debug!(%error, "why it is not an AdmissionReview");
             let response = error_response(StatusCode::BAD_REQUEST, &error.to_string());
-            (response, (String::new(), String::new(), "malformed"), None)
+            (response, RequestLabels::unjudged("", "", "malformed"), None)
         }
     }
 }
@@ -224,8 +233,8 @@ fn unjudged(route: Route, app: &App, body: &[u8], why: Unjudged, started: Instan
             "error"
         }
     };
-    app.metrics
-        .request(&head.kind, &head.operation, label, started.elapsed());
+    let labels = RequestLabels::unjudged(&head.kind, &head.operation, label);
+    app.metrics.request(&labels, started.elapsed());
     let response = match route {
         Route::Warn => allowed_unchecked(&head.uid, why),
         Route::Validate | Route::Mutate => refused(&head.uid, app, why),
@@ -275,7 +284,8 @@ fn review(response: Value) -> Value {
 fn malformed(app: &App, code: StatusCode, message: &str, started: Instant) -> Response {
     tracing::info!(code = code.as_u16(), "refused a malformed webhook call");
     tracing::debug!(message, "why the webhook call is malformed");
-    app.metrics.request("", "", "malformed", started.elapsed());
+    let labels = RequestLabels::unjudged("", "", "malformed");
+    app.metrics.request(&labels, started.elapsed());
     error_response(code, message)
 }
 

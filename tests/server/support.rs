@@ -65,7 +65,7 @@ pub async fn start_rotating(rotation: &Rotation) -> Harness {
     let (cert, key) = (rotation.dir.join("tls.crt"), rotation.dir.join("tls.key"));
     let resolver = tls::Resolver::new(tls::load(&cert, &key).expect("load certs"));
     let every = Duration::from_millis(100);
-    tokio::spawn(tls::watch(resolver.clone(), cert, key, every));
+    tokio::spawn(tls::watch(resolver.clone(), cert, key, every, |_| {}));
     let app = app(server::DEFAULT_MAX_REVIEWS, bindguard::judge::judge);
     let cas = [rotation.old.ca_pem.as_str(), rotation.new.ca_pem.as_str()];
     serve(app, resolver, &cas).await

@@ -9,6 +9,7 @@ pub const SCENARIOS: &[Scenario] = &[
     scenario!(manifests_pass_server_dry_run),
     scenario!(helm_chart_lints_renders_and_passes_server_dry_run),
     scenario!(kubectl_knows_our_short_names_category_and_columns),
+    scenario!(our_crds_refuse_what_upstreams_refuse),
 ];
 
 /// What the deploy manifests must contain, as kubectl names it in `apply` output.
@@ -169,4 +170,32 @@ fn kubectl_knows_our_short_names_category_and_columns(c: &Cluster) {
     );
     k.run(&["delete", "promise", "columns-demo", "--wait=false"])
         .ok();
+}
+
+/// Where upstream's CRDs are strict, ours are too (tests/crds.rs diffs the schemas; this shows
+/// the API server acting on them): unknown fields, required fields, a once-set reference.
+fn our_crds_refuse_what_upstreams_refuse(c: &Cluster) {
+    let k = &c.kubectl;
+    let ns = k.create_namespace("deploy-strict");
+    let promise = "apiVersion: platform.kratix.io/v1alpha1\nkind: Promise\nmetadata:\n  name: strict-demo\n\
+                   spec:\n  api: {kind: Anything}\n  destinationSelector: [{matchLabels: {env: dev}}]\n";
+    let out = k.try_apply(&ns, promise);
+    assert_denied(&out, r#"unknown field "spec.destinationSelector""#);
+    let project =
+        "apiVersion: openchoreo.dev/v1alpha1\nkind: Project\nmetadata:\n  name: p\nspec: {}\n";
+    let out = k.try_apply(&ns, project);
+    assert_denied(&out, "spec.deploymentPipelineRef: Required value");
+    let env = |plane: &str| {
+        format!(
+            "apiVersion: openchoreo.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: e\n\
+             spec:\n  dataPlaneRef: {{kind: DataPlane, name: {plane}}}\n"
+        )
+    };
+    k.apply(&ns, &env("first"));
+    let out = k.try_apply(&ns, &env("second"));
+    assert_denied(&out, "dataPlaneRef is immutable once set");
+    let output = "apiVersion: openchoreo.dev/v1alpha1\nkind: ResourceType\nmetadata:\n  name: t\n\
+                  spec:\n  outputs:\n  - name: url\n    secretKeyRef: {name: s}\n";
+    let out = k.try_apply(&ns, output);
+    assert_denied(&out, "spec.outputs[0].secretKeyRef.key: Required value");
 }

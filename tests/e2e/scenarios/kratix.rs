@@ -292,7 +292,7 @@ fn mutating_webhook_labels_bindings_and_revisions(c: &Cluster) {
     );
     let unlabelled = "apiVersion: platform.kratix.io/v1alpha1\nkind: PromiseRevision\nmetadata:\n  \
                       name: kx-labels-v0.1.0\nspec:\n  promiseRef:\n    name: kx-labels\n  \
-                      version: v0.1.0\n";
+                      version: v0.1.0\n  promiseSpec: {}\n";
     k.apply("default", unlabelled);
     let label = k.jsonpath(
         "promiserevision",

@@ -30,7 +30,11 @@ apiVersion: openchoreo.dev/v1alpha1
 kind: Project
 metadata:
   name: doclet
-spec: {}
+spec:
+  deploymentPipelineRef:
+    name: default
+  type:
+    name: default
 ---
 apiVersion: openchoreo.dev/v1alpha1
 kind: Environment
@@ -249,7 +253,11 @@ apiVersion: openchoreo.dev/v1alpha1
 kind: Project
 metadata:
   name: billing
-spec: {}
+spec:
+  deploymentPipelineRef:
+    name: default
+  type:
+    name: default
 ---
 apiVersion: openchoreo.dev/v1alpha1
 kind: Environment

@@ -314,8 +314,8 @@ fn deleting_a_revision_deletes_its_pinned_requests(c: &Cluster) {
     });
 }
 
-const PROJECT: &str =
-    "apiVersion: openchoreo.dev/v1alpha1\nkind: Project\nmetadata:\n  name: shop\nspec: {}\n";
+const PROJECT: &str = "apiVersion: openchoreo.dev/v1alpha1\nkind: Project\nmetadata:\n  name: shop\n\
+                       spec:\n  deploymentPipelineRef: {name: default}\n  type: {name: default}\n";
 const ENVIRONMENT: &str = "apiVersion: openchoreo.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: staging\nspec: {}\n";
 const TYPE: &str = r#"
 apiVersion: openchoreo.dev/v1alpha1

@@ -27,7 +27,7 @@ fn world(name: &str, project: &str) -> String {
 apiVersion: openchoreo.dev/v1alpha1
 kind: Project
 metadata: {{name: doclet}}
-spec: {{}}
+spec: {{deploymentPipelineRef: {{name: default}}, type: {{name: default}}}}
 ---
 apiVersion: openchoreo.dev/v1alpha1
 kind: Environment
