@@ -6,6 +6,7 @@
 
 mod authorize;
 mod check;
+mod demo;
 mod deploy;
 mod kratix;
 mod kratix_loop;
@@ -61,6 +62,7 @@ pub fn all() -> Vec<&'static Scenario> {
         view::SCENARIOS,
         check::SCENARIOS,
         authorize::SCENARIOS,
+        demo::SCENARIOS,
         privilege::SCENARIOS,
     ];
     areas.into_iter().flatten().collect()

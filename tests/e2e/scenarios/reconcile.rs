@@ -112,34 +112,34 @@ fn promise_versions_become_revisions_and_latest_moves(c: &Cluster) {
     let group = "marketplace.kratix.io";
     c.kubectl.apply(
         "default",
-        &promise("redis", "v0.1.0", group, "redis", "redis"),
+        &promise("rc-redis", "v0.1.0", group, "RcRedis", "rcredis"),
     );
-    wait_for(c, "redis-v0.1.0 latest", || {
-        expect(revisions(c, "redis"), "redis-v0.1.0=true/true")
+    wait_for(c, "rc-redis-v0.1.0 latest", || {
+        expect(revisions(c, "rc-redis"), "rc-redis-v0.1.0=true/true")
     });
     c.kubectl.apply(
         "default",
-        &promise("redis", "v0.2.0", group, "redis", "redis"),
+        &promise("rc-redis", "v0.2.0", group, "RcRedis", "rcredis"),
     );
     wait_for(c, "v0.2.0 latest, v0.1.0 not", || {
         expect(
-            revisions(c, "redis"),
-            "redis-v0.1.0=/false redis-v0.2.0=true/true",
+            revisions(c, "rc-redis"),
+            "rc-redis-v0.1.0=/false rc-redis-v0.2.0=true/true",
         )
     });
     let listed = get(c, &["get", "promiserevisions"]);
     assert!(
-        listed.contains("redis-v0.1.0") && listed.contains("redis-v0.2.0"),
+        listed.contains("rc-redis-v0.1.0") && listed.contains("rc-redis-v0.2.0"),
         "{listed}"
     );
     c.kubectl.apply(
         "default",
-        &promise("redis", "v0.1.0", group, "redis", "redis"),
+        &promise("rc-redis", "v0.1.0", group, "RcRedis", "rcredis"),
     );
     wait_for(c, "v0.1.0 latest again", || {
         expect(
-            revisions(c, "redis"),
-            "redis-v0.1.0=true/true redis-v0.2.0=/false",
+            revisions(c, "rc-redis"),
+            "rc-redis-v0.1.0=true/true rc-redis-v0.2.0=/false",
         )
     });
     let owner = get(
@@ -147,7 +147,7 @@ fn promise_versions_become_revisions_and_latest_moves(c: &Cluster) {
         &[
             "get",
             "promiserevision",
-            "redis-v0.1.0",
+            "rc-redis-v0.1.0",
             "-o",
             "jsonpath={.metadata.ownerReferences[0].kind}/{.spec.promiseSpec.api.spec.group}",
         ],
