@@ -25,6 +25,8 @@ pub trait Watched:
     /// The kept part of `status`, or [`IgnoredAny`] when the rules read none of it.
     type Status: DeserializeOwned;
     fn assemble(metadata: ObjectMeta, spec: Self::Spec, status: Option<Self::Status>) -> Self;
+    /// Whether rules read this kind's labels; other kinds' labels are not kept.
+    const KEEPS_LABELS: bool = false;
     /// The key lookups find this object by without a scan ([`super::Index`]), if any.
     fn lookup_key(&self) -> Option<String> {
         None
@@ -47,7 +49,10 @@ impl<K: Watched> Seen<K> {
     pub fn read(json: &str) -> Self {
         let mut de = serde_json::Deserializer::from_str(json);
         match serde_path_to_error::deserialize::<_, Facts<K>>(&mut de) {
-            Ok(facts) => {
+            Ok(mut facts) => {
+                if !K::KEEPS_LABELS {
+                    facts.metadata.labels = None;
+                }
                 Seen::Readable(K::assemble(facts.metadata.into(), facts.spec, facts.status))
             }
             Err(error) => Seen::Unreadable {
@@ -206,9 +211,12 @@ pub struct TemplateFacts {
 
 impl From<TemplateFacts> for ResourceTypeTemplate {
     fn from(t: TemplateFacts) -> Self {
+        let environment_configs = t.environment_configs.map(|section| SchemaSection {
+            open_api_v3_schema: section.open_api_v3_schema.map(super::schemas::shared),
+        });
         ResourceTypeTemplate {
             parameters: None,
-            environment_configs: t.environment_configs,
+            environment_configs,
             retain_policy: t.retain_policy,
             outputs: t.outputs,
             resources: Vec::new(),
@@ -284,6 +292,7 @@ impl Watched for Project {
 
 /// Only a Promise's labels and deletion are read; its spec is copied by the loop, not the view.
 impl Watched for Promise {
+    const KEEPS_LABELS: bool = true;
     type Spec = IgnoredAny;
     type Status = IgnoredAny;
     fn assemble(metadata: ObjectMeta, _: IgnoredAny, _: Option<IgnoredAny>) -> Self {
@@ -400,6 +409,7 @@ impl Watched for ResourceReleaseBinding {
 }
 
 impl Watched for PromiseRevision {
+    const KEEPS_LABELS: bool = true;
     type Spec = RevisionFacts;
     type Status = PromiseRevisionStatus;
     fn assemble(

@@ -9,6 +9,7 @@ pub mod facts;
 pub mod files;
 pub mod index;
 pub mod live;
+pub mod schemas;
 
 pub use index::{Index, Keeper};
 

@@ -270,7 +270,7 @@ pub struct SchemaSection {
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "optional_free_form")]
-    pub open_api_v3_schema: Option<Value>,
+    pub open_api_v3_schema: Option<std::sync::Arc<Value>>,
 }
 
 /// A declared output; which source field is set tells its kind.
@@ -296,6 +296,14 @@ pub struct OutputTemplate {
 impl ResourceTypeTemplate {
     /// The environmentConfigs schema, when the type declares one.
     pub fn environment_configs_schema(&self) -> Option<&Value> {
+        self.environment_configs
+            .as_ref()?
+            .open_api_v3_schema
+            .as_deref()
+    }
+
+    /// The environmentConfigs schema as the view shares it.
+    pub fn environment_configs_shared(&self) -> Option<&std::sync::Arc<Value>> {
         self.environment_configs
             .as_ref()?
             .open_api_v3_schema

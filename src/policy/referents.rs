@@ -99,28 +99,15 @@ impl Declaring {
         )
     }
 
-    /// Which object, and which version of it: the schema cache key.
-    fn identity(&self) -> String {
-        let meta = self.meta();
-        format!(
-            "{}/{}/uid={}/rv={}/gen={}",
-            self.describe(),
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.uid.as_deref().unwrap_or_default(),
-            meta.resource_version.as_deref().unwrap_or_default(),
-            meta.generation.unwrap_or_default(),
-        )
-    }
-
-    /// `value` checked against the type's environmentConfigs schema (compiled once per object
-    /// version, defaults applied first); `None` when the type declares no schema.
+    /// `value` checked against the type's environmentConfigs schema (compiled once per distinct
+    /// schema, defaults applied first); `None` when the type declares no schema.
     pub fn check(
         &self,
         schemas: &SchemaCache,
         value: &Value,
     ) -> Option<Result<Report, SchemaError>> {
-        let schema = self.template().environment_configs_schema()?;
-        Some(schemas.check(&self.identity(), schema, value))
+        let schema = self.template().environment_configs_shared()?;
+        Some(schemas.check_shared(schema, value))
     }
 }
 

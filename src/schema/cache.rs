@@ -9,7 +9,15 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 pub const CACHE_CAPACITY: usize = 1024;
 
 pub type Compiled = Arc<Result<EnvConfigSchema, SchemaError>>;
-type Slot = Arc<OnceLock<Compiled>>;
+type Slot = Arc<Entry>;
+
+#[derive(Default)]
+struct Entry {
+    compiled: OnceLock<Compiled>,
+    /// The schema a by-address key stands for, kept alive while the entry is, so that its
+    /// address cannot be reused by another schema under the same key.
+    _held: Option<Arc<Value>>,
+}
 
 /// Thread-safe, bounded cache of compiled schemas keyed by a caller-chosen identity
 /// (e.g. uid + resourceVersion of the ResourceType). Failed compilations are cached too.
@@ -45,8 +53,26 @@ impl SchemaCache {
     /// Returns the compiled schema for `identity`, compiling `schema` on first use.
     /// Concurrent callers with the same identity wait for a single compilation.
     pub fn get_or_compile(&self, identity: &str, schema: &Value) -> Compiled {
-        let slot = self.slot(identity);
-        Arc::clone(slot.get_or_init(|| Arc::new(EnvConfigSchema::compile(schema))))
+        let slot = self.slot(identity, None);
+        Arc::clone(
+            slot.compiled
+                .get_or_init(|| Arc::new(EnvConfigSchema::compile(schema))),
+        )
+    }
+
+    /// Checks `value` against `schema`, compiled once per distinct schema: the view shares
+    /// equal schemas ([`crate::cluster::schemas`]), so a type and every release cut from it
+    /// use one compiled copy, keyed by the shared copy's address.
+    pub fn check_shared(&self, schema: &Arc<Value>, value: &Value) -> Result<Report, SchemaError> {
+        let key = format!("shared@{:p}", Arc::as_ptr(schema));
+        let slot = self.slot(&key, Some(schema));
+        let compiled = slot
+            .compiled
+            .get_or_init(|| Arc::new(EnvConfigSchema::compile(schema)));
+        match compiled.as_ref() {
+            Ok(compiled) => compiled.check(value),
+            Err(error) => Err(error.clone()),
+        }
     }
 
     /// Checks `value` against the schema known as `identity` (compiled on first use).
@@ -74,7 +100,7 @@ impl SchemaCache {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn slot(&self, identity: &str) -> Slot {
+    fn slot(&self, identity: &str, held: Option<&Arc<Value>>) -> Slot {
         let mut entries = self.lock();
         if let Some(slot) = entries.slots.get(identity) {
             return Arc::clone(slot);
@@ -85,7 +111,10 @@ impl SchemaCache {
             };
             entries.slots.remove(&oldest);
         }
-        let slot = Slot::default();
+        let slot = Arc::new(Entry {
+            compiled: OnceLock::new(),
+            _held: held.cloned(),
+        });
         entries.slots.insert(identity.to_owned(), Arc::clone(&slot));
         entries.insertion_order.push_back(identity.to_owned());
         slot
@@ -119,6 +148,31 @@ mod tests {
             &cache.get_or_compile("uid-2/1/ResourceType", &postgres())
         ));
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_shared_schema_is_compiled_once_for_every_holder() {
+        let cache = SchemaCache::new();
+        let schema = Arc::new(postgres());
+        let other =
+            Arc::new(json!({"type": "object", "properties": {"memory": {"type": "integer"}}}));
+        for _ in 0..3 {
+            let report = cache.check_shared(&schema, &json!({"memory": "lots"}));
+            assert_eq!(report.map(|r| r.total), Ok(1));
+        }
+        assert_eq!(cache.len(), 1);
+        assert_eq!(
+            cache
+                .check_shared(&other, &json!({"memory": 3}))
+                .map(|r| r.total),
+            Ok(0)
+        );
+        assert_eq!(cache.len(), 2);
+        assert_eq!(
+            Arc::strong_count(&schema),
+            2,
+            "the cache holds the schema it is keyed by"
+        );
     }
 
     #[test]
