@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -199,13 +200,22 @@ impl Cluster {
     /// Admission requests bindguard has answered for `kind` and `operation` (every verdict, both
     /// webhooks), from its `/metrics`.
     pub fn admission_count(&self, kind: &str, operation: &str) -> Result<u64> {
+        self.metric_sum(&format!(
+            "bindguard_admission_requests_total{{kind=\"{kind}\",operation=\"{operation}\","
+        ))
+    }
+
+    /// Reconciles of `kind` bindguard's loop has finished, from its `/metrics`.
+    pub fn reconcile_count(&self, kind: &str) -> Result<u64> {
+        self.metric_sum(&format!("bindguard_reconciles_total{{kind=\"{kind}\","))
+    }
+
+    /// The sum of the `/metrics` samples whose line starts with `series`.
+    fn metric_sum(&self, series: &str) -> Result<u64> {
         let (status, body) = self.admin_get("/metrics")?;
         ensure!(status == 200, "GET /metrics answered {status}: {body}");
-        let series = format!(
-            "bindguard_admission_requests_total{{kind=\"{kind}\",operation=\"{operation}\","
-        );
         body.lines()
-            .filter(|line| line.starts_with(&series))
+            .filter(|line| line.starts_with(series))
             .map(|line| {
                 let value = line.rsplit(' ').next().unwrap_or_default();
                 value
@@ -554,11 +564,29 @@ impl Launch {
     }
 }
 
-/// A free loopback port (bound to port 0, then released).
-#[allow(dead_code)]
+/// A loopback port that is free now and lies below the kernel's ephemeral range, so no outgoing
+/// connection (ours, the API server's, etcd's) can take it before its process binds it.
 fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const BASE: u32 = 10_000;
+    let span = ephemeral_low().saturating_sub(BASE).max(1_000);
+    let start = std::process::id().wrapping_mul(7_919);
+    for _ in 0..span {
+        let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(BASE + offset).context("port out of range")?;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port between {BASE} and {}", BASE + span)
+}
+
+/// The lowest port the kernel hands out to outgoing connections (32768 when unreadable).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A second bindguard process started by [`Cluster::start_replica`]; stopped when dropped.
@@ -655,7 +683,7 @@ impl Drop for Workdir {
     }
 }
 
-/// Loopback ports, free when picked (bound to port 0 together, then released).
+/// Loopback ports, free when picked and outside the ephemeral range (see [`free_port`]).
 struct Ports {
     etcd_client: u16,
     etcd_peer: u16,
@@ -666,17 +694,12 @@ struct Ports {
 
 impl Ports {
     fn pick() -> Result<Ports> {
-        let listeners = (0..5)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<std::io::Result<Vec<_>>>()
-            .context("bind 127.0.0.1:0")?;
-        let port = |i: usize| listeners[i].local_addr().map(|a| a.port());
         Ok(Ports {
-            etcd_client: port(0)?,
-            etcd_peer: port(1)?,
-            apiserver: port(2)?,
-            webhook: port(3)?,
-            admin: port(4)?,
+            etcd_client: free_port()?,
+            etcd_peer: free_port()?,
+            apiserver: free_port()?,
+            webhook: free_port()?,
+            admin: free_port()?,
         })
     }
 }
