@@ -259,7 +259,11 @@ fn init_logs(format: LogFormat) {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
-    tokio::runtime::Runtime::new()?.block_on(serve_async(args))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(crate::schema::JUDGE_THREAD_STACK)
+        .build()?
+        .block_on(serve_async(args))
 }
 
 async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {

@@ -121,7 +121,9 @@ struct Facts<K: Watched> {
     status: Option<K::Status>,
 }
 
-/// The metadata the rules read: identity, generation, labels and deletion.
+/// The metadata the rules read: identity, generation, labels and deletion. The watcher resumes
+/// from the last object's resourceVersion, so it is kept while an object passes through; the
+/// compact records in the view ([`super::targets`]) drop it.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Meta {
@@ -383,15 +385,6 @@ impl ResourceReleaseBinding {
 impl Watched for ResourceReleaseBinding {
     type Spec = BindingFacts;
     type Status = IgnoredAny;
-    fn lookup_key(&self) -> Option<String> {
-        let namespace = self.metadata.namespace.as_deref().unwrap_or_default();
-        let spec = &self.spec;
-        Some(Self::target_key(
-            namespace,
-            &spec.owner.resource_name,
-            &spec.environment,
-        ))
-    }
     fn assemble(metadata: ObjectMeta, spec: BindingFacts, _: Option<IgnoredAny>) -> Self {
         let spec = ResourceReleaseBindingSpec {
             owner: spec.owner,
@@ -490,6 +483,15 @@ mod tests {
         assert_eq!(resource.spec.parameters, None);
         assert_eq!(resource.metadata.managed_fields, None);
         assert_eq!(resource.metadata.uid.as_deref(), Some("u-deep"));
+        assert_eq!(
+            seen_resource_version(&Seen::Readable(resource)),
+            Some("7"),
+            "the watcher resumes from it"
+        );
+    }
+
+    fn seen_resource_version(seen: &Seen<Resource>) -> Option<&str> {
+        kube::Resource::meta(seen).resource_version.as_deref()
     }
 
     #[test]

@@ -1,43 +1,44 @@
 //! Lookups that would otherwise scan a kind: each object's name filed under the key a rule looks
-//! it up by (for ResourceReleaseBindings: namespace, resource and environment), kept in step with
-//! the store by the [`Keeper`] that writes both.
+//! it up by (for Kratix ResourceBindings: the request they bind), kept in step with the store by
+//! the [`Keeper`] that writes both.
 
+use super::Sink;
 use super::facts::Watched;
 use kube::ResourceExt;
-use kube::runtime::reflector::Store;
 use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// Names by lookup key. An entry may be stale for a moment (an object whose key changed):
-/// readers re-check what they find.
+/// Names by lookup key. Most keys hold one name, so each holds a small sorted `Vec`, not a set.
 #[derive(Clone, Default)]
-pub struct Index(Arc<RwLock<HashMap<String, BTreeSet<String>>>>);
+pub struct Index(Arc<RwLock<Filed>>);
+
+/// Sorted names by key.
+type Filed = HashMap<Box<str>, Vec<Box<str>>>;
 
 impl Index {
     /// The names filed under `key`.
     pub fn names(&self, key: &str) -> Vec<String> {
         let map = self.0.read().unwrap_or_else(|p| p.into_inner());
         map.get(key)
-            .map(|names| names.iter().cloned().collect())
+            .map(|names| names.iter().map(|n| n.to_string()).collect())
             .unwrap_or_default()
     }
 
-    fn with(&self, f: impl FnOnce(&mut HashMap<String, BTreeSet<String>>)) {
+    fn with(&self, f: impl FnOnce(&mut Filed)) {
         f(&mut self.0.write().unwrap_or_else(|p| p.into_inner()));
     }
 
     fn insert(&self, key: String, name: String) {
-        self.with(|map| {
-            map.entry(key).or_default().insert(name);
-        });
+        self.with(|map| file(map, key, name));
     }
 
     fn remove(&self, key: &str, name: &str) {
         self.with(|map| {
             if let Some(names) = map.get_mut(key) {
-                names.remove(name);
+                names.retain(|n| &**n != name);
                 if names.is_empty() {
                     map.remove(key);
                 }
@@ -46,13 +47,21 @@ impl Index {
     }
 
     fn rebuild<K: Watched>(&self, objects: &[Arc<K>]) {
-        let mut fresh: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let mut fresh = HashMap::new();
         for object in objects {
             if let Some(key) = object.lookup_key() {
-                fresh.entry(key).or_default().insert(object.name_any());
+                file(&mut fresh, key, object.name_any());
             }
         }
         self.with(|map| *map = fresh);
+    }
+}
+
+fn file(map: &mut Filed, key: String, name: String) {
+    let names = map.entry(key.into_boxed_str()).or_default();
+    if let Err(at) = names.binary_search_by(|n| (**n).cmp(name.as_str())) {
+        names.insert(at, name.into_boxed_str());
+        names.shrink_to_fit();
     }
 }
 
@@ -75,12 +84,23 @@ impl<K: Watched> Keeper<K> {
     pub fn as_reader(&self) -> Store<K> {
         self.writer.as_reader()
     }
+}
 
+impl<K: Watched> Sink<K> for Keeper<K> {
     /// Applies one watch event to the store and the index.
-    pub fn apply_watcher_event(&mut self, event: &Event<K>) {
+    fn apply_watcher_event(&mut self, event: &Event<K>) {
+        let previous = match event {
+            Event::Apply(object) => self.writer.as_reader().get(&ObjectRef::from_obj(object)),
+            _ => None,
+        };
         self.writer.apply_watcher_event(event);
         match event {
             Event::Apply(object) | Event::InitApply(object) => {
+                if let Some(old) = previous.and_then(|p| p.lookup_key())
+                    && Some(&old) != object.lookup_key().as_ref()
+                {
+                    self.index.remove(&old, &object.name_any());
+                }
                 if let Some(key) = object.lookup_key() {
                     self.index.insert(key, object.name_any());
                 }
@@ -101,21 +121,21 @@ impl<K: Watched> Keeper<K> {
 mod tests {
     use super::*;
     use crate::cluster::{ClusterView, Writers};
-    use crate::crd::{ResourceReleaseBinding, ResourceReleaseBindingSpec};
+    use crate::crd::{ResourceBinding, ResourceBindingSpec};
 
-    fn binding(name: &str, resource: &str, environment: &str) -> ResourceReleaseBinding {
-        let mut spec = ResourceReleaseBindingSpec::default();
-        spec.owner.project_name = "p".into();
-        spec.owner.resource_name = resource.into();
-        spec.environment = environment.into();
-        let mut b = ResourceReleaseBinding::new(name, spec);
+    /// A binding `name` of promise `p`'s request `request`.
+    fn binding(name: &str, request: &str) -> ResourceBinding {
+        let mut spec = ResourceBindingSpec::default();
+        spec.promise_ref.name = "p".into();
+        spec.resource_ref.name = request.into();
+        let mut b = ResourceBinding::new(name, spec);
         b.metadata.namespace = Some("ns".into());
         b
     }
 
-    fn names(view: &dyn ClusterView, resource: &str, environment: &str) -> Vec<String> {
+    fn names(view: &dyn ClusterView, request: &str) -> Vec<String> {
         let mut names: Vec<String> = view
-            .release_bindings_to("ns", resource, environment)
+            .resource_bindings_for("ns", "p", request)
             .iter()
             .map(|b| b.name_any())
             .collect();
@@ -123,35 +143,43 @@ mod tests {
         names
     }
 
+    fn indexed(stores: &crate::cluster::Stores, request: &str) -> Vec<String> {
+        let key = ResourceBinding::request_key("ns", "p", request);
+        stores.resource_binding_requests.names(&key)
+    }
+
     #[test]
-    fn bindings_are_found_by_target_and_forgotten_when_deleted_or_relisted_away() {
+    fn bindings_are_found_by_request_refiled_and_forgotten_when_deleted_or_relisted_away() {
         let (mut writers, stores) = Writers::new(0);
-        let keeper = &mut writers.release_bindings;
+        let keeper = &mut writers.resource_bindings;
         for b in [
-            binding("a", "db", "dev"),
-            binding("b", "db", "dev"),
-            binding("c", "db", "prod"),
+            binding("a", "db"),
+            binding("b", "db"),
+            binding("c", "cache"),
         ] {
             keeper.apply_watcher_event(&Event::Apply(b));
         }
-        assert_eq!(names(&stores, "db", "dev"), ["a", "b"]);
-        assert_eq!(names(&stores, "db", "prod"), ["c"]);
-        assert!(names(&stores, "cache", "dev").is_empty());
+        assert_eq!(names(&stores, "db"), ["a", "b"]);
+        assert_eq!(names(&stores, "cache"), ["c"]);
+        assert!(names(&stores, "queue").is_empty());
 
-        keeper.apply_watcher_event(&Event::Delete(binding("a", "db", "dev")));
-        assert_eq!(names(&stores, "db", "dev"), ["b"]);
+        keeper.apply_watcher_event(&Event::Delete(binding("a", "db")));
+        assert_eq!(names(&stores, "db"), ["b"]);
+
+        // Re-targeted: filed under its new key only, and gone from the index when deleted.
+        keeper.apply_watcher_event(&Event::Apply(binding("b", "queue")));
+        assert!(indexed(&stores, "db").is_empty());
+        keeper.apply_watcher_event(&Event::Delete(binding("b", "queue")));
+        assert!(indexed(&stores, "queue").is_empty());
+        keeper.apply_watcher_event(&Event::Apply(binding("b", "db")));
+        assert_eq!(names(&stores, "db"), ["b"]);
 
         // A relist that no longer holds b: the index follows the store.
         keeper.apply_watcher_event(&Event::Init);
-        keeper.apply_watcher_event(&Event::InitApply(binding("c", "db", "prod")));
+        keeper.apply_watcher_event(&Event::InitApply(binding("c", "cache")));
         keeper.apply_watcher_event(&Event::InitDone);
-        assert!(names(&stores, "db", "dev").is_empty());
-        assert!(
-            stores
-                .release_binding_targets
-                .names(&ResourceReleaseBinding::target_key("ns", "db", "dev"))
-                .is_empty()
-        );
-        assert_eq!(names(&stores, "db", "prod"), ["c"]);
+        assert!(names(&stores, "db").is_empty());
+        assert!(indexed(&stores, "db").is_empty());
+        assert_eq!(names(&stores, "cache"), ["c"]);
     }
 }

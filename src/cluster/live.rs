@@ -3,7 +3,7 @@
 //! its kind's list or watch.
 
 use super::facts::{Seen, Watched};
-use super::{Keeper, Stores, Unreadable, Unreadables, Writers, object_key};
+use super::{Sink, Stores, Unreadable, Unreadables, Writers, object_key};
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use kube::api::{Api, ObjectMeta};
@@ -48,7 +48,7 @@ pub fn start(client: Client, metrics: Arc<Metrics>) -> Stores {
 
 fn watch<K: Watched>(
     client: &Client,
-    writer: Keeper<K>,
+    writer: impl Sink<K>,
     stores: &Stores,
     metrics: &Arc<Metrics>,
 ) -> futures::stream::BoxStream<'static, ()> {
@@ -57,7 +57,7 @@ fn watch<K: Watched>(
     let stores = stores.clone();
     let mut feed = Feed {
         kind: kind.clone(),
-        writer,
+        writer: Box::new(writer),
         unreadable: stores.unreadable.clone(),
         listing: HashMap::new(),
         metrics: metrics.clone(),
@@ -84,7 +84,7 @@ fn watch<K: Watched>(
 /// Applies one kind's watch events to its store and to the record of unreadable objects.
 struct Feed<K: Watched> {
     kind: String,
-    writer: Keeper<K>,
+    writer: Box<dyn Sink<K>>,
     unreadable: Unreadables,
     /// The unreadable objects of the list in progress.
     listing: HashMap<String, Unreadable>,
@@ -207,10 +207,13 @@ mod tests {
         Seen::read(&object.to_string())
     }
 
-    fn feed(stores: &Stores, writer: Keeper<ChoreoResource>) -> Feed<ChoreoResource> {
+    fn feed(
+        stores: &Stores,
+        writer: crate::cluster::Keeper<ChoreoResource>,
+    ) -> Feed<ChoreoResource> {
         Feed {
             kind: "Resource".into(),
-            writer,
+            writer: Box::new(writer),
             unreadable: stores.unreadable.clone(),
             listing: HashMap::new(),
             metrics: Arc::new(Metrics::default()),

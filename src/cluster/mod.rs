@@ -10,8 +10,10 @@ pub mod files;
 pub mod index;
 pub mod live;
 pub mod schemas;
+pub mod targets;
 
 pub use index::{Index, Keeper};
+pub use targets::{Targets, TargetsWriter};
 
 use crate::crd::*;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -75,12 +77,11 @@ pub struct Stores {
     pub resource_types: Store<ResourceType>,
     pub cluster_resource_types: Store<ClusterResourceType>,
     pub resource_releases: Store<ResourceRelease>,
-    pub release_bindings: Store<ResourceReleaseBinding>,
+    /// ResourceReleaseBindings, filed by target.
+    pub release_bindings: Targets,
     pub promises: Store<Promise>,
     pub promise_revisions: Store<PromiseRevision>,
     pub resource_bindings: Store<ResourceBinding>,
-    /// ResourceReleaseBindings by [`ResourceReleaseBinding::lookup_key`].
-    pub release_binding_targets: Index,
     /// ResourceBindings by [`ResourceBinding::lookup_key`].
     pub resource_binding_requests: Index,
     pub unreadable: Unreadables,
@@ -96,7 +97,7 @@ pub struct Writers {
     pub resource_types: Keeper<ResourceType>,
     pub cluster_resource_types: Keeper<ClusterResourceType>,
     pub resource_releases: Keeper<ResourceRelease>,
-    pub release_bindings: Keeper<ResourceReleaseBinding>,
+    pub release_bindings: TargetsWriter,
     pub promises: Keeper<Promise>,
     pub promise_revisions: Keeper<PromiseRevision>,
     pub resource_bindings: Keeper<ResourceBinding>,
@@ -115,7 +116,7 @@ impl Writers {
             resource_types: Keeper::default(),
             cluster_resource_types: Keeper::default(),
             resource_releases: Keeper::default(),
-            release_bindings: Keeper::default(),
+            release_bindings: TargetsWriter::default(),
             promises: Keeper::default(),
             promise_revisions: Keeper::default(),
             resource_bindings: Keeper::default(),
@@ -131,7 +132,6 @@ impl Writers {
             promises: writers.promises.as_reader(),
             promise_revisions: writers.promise_revisions.as_reader(),
             resource_bindings: writers.resource_bindings.as_reader(),
-            release_binding_targets: writers.release_bindings.index.clone(),
             resource_binding_requests: writers.resource_bindings.index.clone(),
             unreadable: Unreadables::default(),
             pending: Arc::new(AtomicUsize::new(pending)),
@@ -140,8 +140,13 @@ impl Writers {
     }
 }
 
+/// Where one kind's watch events are kept.
+pub trait Sink<K>: Send + 'static {
+    fn apply_watcher_event(&mut self, event: &watcher::Event<K>);
+}
+
 /// Adds or replaces one object in a writer.
-pub fn put<K: facts::Watched>(writer: &mut Keeper<K>, object: K) {
+pub fn put<K>(writer: &mut impl Sink<K>, object: K) {
     writer.apply_watcher_event(&watcher::Event::Apply(object));
 }
 
@@ -221,7 +226,7 @@ impl ClusterView for Stores {
         get(&self.resource_releases, Some(namespace), name)
     }
     fn release_bindings(&self, namespace: &str) -> Vec<Arc<ResourceReleaseBinding>> {
-        in_namespace(&self.release_bindings, namespace)
+        self.release_bindings.in_namespace(namespace)
     }
     fn release_bindings_to(
         &self,
@@ -229,13 +234,7 @@ impl ClusterView for Stores {
         resource: &str,
         environment: &str,
     ) -> Vec<Arc<ResourceReleaseBinding>> {
-        let key = ResourceReleaseBinding::target_key(namespace, resource, environment);
-        self.release_binding_targets
-            .names(&key)
-            .iter()
-            .filter_map(|name| get(&self.release_bindings, Some(namespace), name))
-            .filter(|b| targets(b, resource, environment))
-            .collect()
+        self.release_bindings.to(namespace, resource, environment)
     }
     fn promise(&self, name: &str) -> Option<Arc<Promise>> {
         get(&self.promises, None, name)

@@ -27,6 +27,7 @@ pub async fn run(ctx: Arc<Ctx>, registry: Arc<Registry>) {
         Api::<Promise>::all(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(super::controller_config())
     .run(
         observed("Promise", ctx.metrics.clone(), reconcile_promise),
         |_, e, c: Arc<Ctx>| on_error("Promise", e, &c),
@@ -37,6 +38,7 @@ pub async fn run(ctx: Arc<Ctx>, registry: Arc<Registry>) {
         Api::<PromiseRevision>::all(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(super::controller_config())
     .run(
         observed("PromiseRevision", ctx.metrics.clone(), reconcile_revision),
         |_, e, c: Arc<Ctx>| on_error("PromiseRevision", e, &c),
@@ -46,7 +48,8 @@ pub async fn run(ctx: Arc<Ctx>, registry: Arc<Registry>) {
     let controller = Controller::new(
         Api::<ResourceBinding>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .with_config(super::controller_config());
     let store = controller.store();
     let bindings = controller
         .watches(

@@ -23,6 +23,16 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+/// How long a controller waits after an object's last event before reconciling it. A loop that
+/// writes an object twice (finalizer, then status) sees both writes in one reconcile, not one
+/// reconcile (and possibly one more write) per write.
+pub const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// The settings every controller runs with.
+pub fn controller_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().debounce(DEBOUNCE)
+}
+
 /// What every reconcile shares.
 pub struct Ctx {
     pub client: Client,

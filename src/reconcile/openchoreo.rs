@@ -24,7 +24,8 @@ type Rrb = ResourceReleaseBinding;
 pub async fn run(ctx: Arc<Ctx>) {
     let c = ctx.client.clone();
     let cfg = watcher::Config::default;
-    let controller = Controller::new(Api::<Rrb>::all(c.clone()), cfg());
+    let controller =
+        Controller::new(Api::<Rrb>::all(c.clone()), cfg()).with_config(super::controller_config());
     let store = controller.store();
     let (s1, s2, s3, s4, s5, s6) = (
         store.clone(),
@@ -100,9 +101,15 @@ async fn reconcile(binding: Arc<Rrb>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         (true, false) => Action::await_change(),
         (true, true) => finalize(&binding, &api, &ctx).await?,
         (false, _) => {
-            if !ours {
-                set_finalizer(&api, &binding, true).await?;
-            }
+            // The patched object carries the status as the server has it now, so the condition
+            // write below is the only other one; the finalizer's own watch event is debounced
+            // ([`super::DEBOUNCE`]) until this write has been seen, and then nothing changed.
+            let binding = match ours {
+                true => binding,
+                false => set_finalizer(&api, &binding, true)
+                    .await?
+                    .map_or(binding, Arc::new),
+            };
             let facts = referents::facts(ctx.view.as_ref(), &ctx.schemas, &ns, &binding);
             let wanted = binding_conditions(&view(&binding), &facts);
             let synced = wanted
@@ -128,8 +135,9 @@ fn view(b: &Rrb) -> BindingView {
 }
 
 /// Adds or removes our finalizer with a JSON patch that tests what it changes, so a concurrent
-/// edit of the list fails (and requeues) instead of being overwritten.
-async fn set_finalizer(api: &Api<Rrb>, b: &Rrb, present: bool) -> Result<(), Error> {
+/// edit of the list fails (and requeues) instead of being overwritten. Returns the patched
+/// object, or `None` when there was nothing to change.
+async fn set_finalizer(api: &Api<Rrb>, b: &Rrb, present: bool) -> Result<Option<Rrb>, Error> {
     let list = b.finalizers();
     let ops = match (present, list.iter().position(|f| f == RRB_FINALIZER)) {
         (true, None) if list.is_empty() => {
@@ -142,17 +150,18 @@ async fn set_finalizer(api: &Api<Rrb>, b: &Rrb, present: bool) -> Result<(), Err
             {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": RRB_FINALIZER},
             {"op": "remove", "path": format!("/metadata/finalizers/{i}")},
         ]),
-        _ => return Ok(()),
+        _ => return Ok(None),
     };
     let patch: json_patch::Patch =
         serde_json::from_value(ops).map_err(|e| Error::Other(e.to_string()))?;
-    api.patch(
-        &b.name_any(),
-        &PatchParams::default(),
-        &Patch::Json::<()>(patch),
-    )
-    .await?;
-    Ok(())
+    let patched = api
+        .patch(
+            &b.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
+        .await?;
+    Ok(Some(patched))
 }
 
 /// Merges `wanted` into the status conditions; writes nothing when nothing changed.

@@ -262,6 +262,7 @@ async fn serve(ctx: Arc<Ctx>, offer: Offer) {
     let metrics = ctx.metrics.clone();
     let rc = Arc::new(RequestCtx { ctx, offer });
     Controller::new_with(requests, watcher::Config::default(), ar)
+        .with_config(super::controller_config())
         .watches(
             Api::<ResourceBinding>::all(client),
             watcher::Config::default().labels(&selector),

@@ -27,6 +27,9 @@ const MAX_PATTERN_BYTES: usize = 1 << 20;
 const STACK_RED_ZONE: usize = 32 << 20;
 /// Size of that fresh stack (reserved, committed only as it is used).
 const STACK_SIZE: usize = 128 << 20;
+/// Stack for the threads that judge reviews: deep enough that schema work stays on it instead of
+/// mapping (and unmapping) a fresh stack per review. Reserved, committed only as it is used.
+pub const JUDGE_THREAD_STACK: usize = STACK_RED_ZONE + (8 << 20);
 
 /// A schema that cannot be compiled, or that a value cannot be checked against in bounded work;
 /// the message says why.

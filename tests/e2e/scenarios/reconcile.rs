@@ -10,6 +10,7 @@ pub const SCENARIOS: &[Scenario] = &[
     scenario!(a_request_gets_one_binding_recreated_and_cleaned_up),
     scenario!(deleting_a_revision_deletes_its_pinned_requests),
     scenario!(binding_conditions_follow_referents_applied_out_of_order),
+    scenario!(a_new_binding_costs_the_loop_one_finalizer_and_one_status_write),
     scenario!(retain_holds_until_the_policy_says_delete),
     scenario!(promote_pins_the_latest_release),
 ];
@@ -442,6 +443,49 @@ fn binding_conditions_follow_referents_applied_out_of_order(c: &Cluster) {
     c.kubectl.apply(&ns, RESOURCE);
     wait_condition(c, &ns, "db-staging", "Synced", "True/Synced");
     wait_condition(c, &ns, "db-staging", "Ready", "Unknown/NotObserved");
+}
+
+/// The loop writes a new binding twice: its finalizer (judged by both webhooks: 2 UPDATE
+/// reviews) and one status write with every condition (1 UPDATE review); the reconcile its own
+/// writes trigger finds nothing to change.
+fn a_new_binding_costs_the_loop_one_finalizer_and_one_status_write(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("reconcile-writes");
+    for yaml in [PROJECT, TYPE, RELEASE, ENVIRONMENT, RESOURCE] {
+        c.kubectl.apply(&ns, yaml);
+    }
+    let count = |what: &str| {
+        let n = match what {
+            "updates" => c.admission_count("ResourceReleaseBinding", "UPDATE"),
+            _ => c.reconcile_count("ResourceReleaseBinding"),
+        };
+        n.unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let (updates, reconciles) = (count("updates"), count("reconciles"));
+    c.kubectl
+        .apply(&ns, &rrb("db-staging", Some("shop-db-abc12"), None));
+    wait_condition(c, &ns, "db-staging", "Synced", "True/Synced");
+    // The first reconcile writes; the second, after the debounced events of those writes, must
+    // not. Reconciles of other scenarios' bindings may end this wait early, never late.
+    wait_for(c, "a second reconcile", || {
+        let done = count("reconciles") - reconciles;
+        if done >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{done} reconciles"))
+        }
+    });
+    let finalizers = c
+        .kubectl
+        .jsonpath("rrb", &ns, "db-staging", "{.metadata.finalizers}");
+    assert!(
+        finalizers.contains("openchoreo.dev/resourcereleasebinding-cleanup"),
+        "{finalizers}"
+    );
+    let reviews = count("updates") - updates;
+    assert_eq!(
+        reviews, 3,
+        "UPDATE reviews for one new binding: 2 for the finalizer and 1 for the status"
+    );
 }
 
 fn retain_holds_until_the_policy_says_delete(c: &Cluster) {

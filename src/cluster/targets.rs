@@ -1,0 +1,274 @@
+//! ResourceReleaseBindings as the rules read them: which binding of which project holds which
+//! target (namespace, resource, environment), and whether it is being deleted. Bindings are the
+//! kind a platform has most of, so the view keeps a small record per binding filed by target,
+//! never the binding itself, and rebuilds a binding holding exactly those facts when asked.
+
+use super::Sink;
+use super::object_key;
+use crate::crd::{BindingOwner, ResourceReleaseBinding, ResourceReleaseBindingSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ObjectMeta;
+use kube::runtime::watcher::Event;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+type Rrb = ResourceReleaseBinding;
+
+/// What is kept of one binding besides its target.
+#[derive(Debug)]
+struct Record {
+    name: Box<str>,
+    project: Box<str>,
+    deleting: Option<Time>,
+}
+
+#[derive(Default)]
+struct Filed {
+    /// Records by [`ResourceReleaseBinding::target_key`].
+    by_target: HashMap<Arc<str>, Vec<Record>>,
+    /// Each binding's target key by `namespace/name`, to refile or forget it.
+    by_name: HashMap<Box<str>, Arc<str>>,
+}
+
+impl Filed {
+    fn insert(&mut self, binding: &Rrb) {
+        let (Some(namespace), Some(name)) = (
+            binding.metadata.namespace.as_deref(),
+            binding.metadata.name.as_deref(),
+        ) else {
+            return;
+        };
+        self.remove(namespace, name);
+        let spec = &binding.spec;
+        let key = Rrb::target_key(namespace, &spec.owner.resource_name, &spec.environment);
+        let key = match self.by_target.get_key_value(key.as_str()) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(key),
+        };
+        let records = self.by_target.entry(key.clone()).or_default();
+        records.push(Record {
+            name: name.into(),
+            project: spec.owner.project_name.as_str().into(),
+            deleting: binding.metadata.deletion_timestamp.clone(),
+        });
+        records.shrink_to_fit();
+        self.by_name
+            .insert(object_key(namespace, name).into_boxed_str(), key);
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) {
+        let Some(key) = self.by_name.remove(object_key(namespace, name).as_str()) else {
+            return;
+        };
+        if let Some(records) = self.by_target.get_mut(&key) {
+            records.retain(|r| &*r.name != name);
+            if records.is_empty() {
+                self.by_target.remove(&key);
+            }
+        }
+    }
+}
+
+/// The read side: bindings by target.
+#[derive(Clone, Default)]
+pub struct Targets(Arc<RwLock<Filed>>);
+
+impl Targets {
+    /// The bindings in `namespace` of `resource` to `environment`.
+    pub fn to(&self, namespace: &str, resource: &str, environment: &str) -> Vec<Arc<Rrb>> {
+        let filed = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let key = Rrb::target_key(namespace, resource, environment);
+        filed
+            .by_target
+            .get(key.as_str())
+            .into_iter()
+            .flatten()
+            .map(|r| rebuild(r, namespace, resource, environment))
+            .collect()
+    }
+
+    /// Every binding in `namespace` (a scan: for the offline check, not the request path).
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Rrb>> {
+        let filed = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let mut found = Vec::new();
+        for (key, records) in &filed.by_target {
+            let mut parts = key.split('\0');
+            let (Some(ns), Some(resource), Some(environment)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if ns == namespace {
+                found.extend(
+                    records
+                        .iter()
+                        .map(|r| rebuild(r, ns, resource, environment)),
+                );
+            }
+        }
+        found
+    }
+
+    pub fn len(&self) -> usize {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_name
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A binding holding exactly the kept facts.
+fn rebuild(record: &Record, namespace: &str, resource: &str, environment: &str) -> Arc<Rrb> {
+    Arc::new(Rrb {
+        metadata: ObjectMeta {
+            name: Some(record.name.to_string()),
+            namespace: Some(namespace.to_string()),
+            deletion_timestamp: record.deleting.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: ResourceReleaseBindingSpec {
+            owner: BindingOwner {
+                project_name: record.project.to_string(),
+                resource_name: resource.to_string(),
+            },
+            environment: environment.to_string(),
+            ..ResourceReleaseBindingSpec::default()
+        },
+        status: None,
+    })
+}
+
+/// The write side. A relist is filed apart and replaces everything when it completes, so
+/// bindings deleted while the watch was down are forgotten.
+#[derive(Default)]
+pub struct TargetsWriter {
+    shared: Targets,
+    relist: Option<Filed>,
+}
+
+impl TargetsWriter {
+    pub fn as_reader(&self) -> Targets {
+        self.shared.clone()
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Filed)) {
+        f(&mut self.shared.0.write().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+impl Sink<Rrb> for TargetsWriter {
+    fn apply_watcher_event(&mut self, event: &Event<Rrb>) {
+        match event {
+            Event::Apply(binding) => self.with(|filed| filed.insert(binding)),
+            Event::Delete(binding) => self.with(|filed| {
+                let meta = &binding.metadata;
+                if let (Some(ns), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) {
+                    filed.remove(ns, name);
+                }
+            }),
+            Event::Init => self.relist = Some(Filed::default()),
+            Event::InitApply(binding) => self.relist.get_or_insert_default().insert(binding),
+            Event::InitDone => {
+                let fresh = self.relist.take().unwrap_or_default();
+                self.with(|filed| *filed = fresh);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{ClusterView, Writers};
+    use kube::ResourceExt;
+
+    fn binding(name: &str, resource: &str, environment: &str) -> Rrb {
+        let mut spec = ResourceReleaseBindingSpec::default();
+        spec.owner.project_name = "p".into();
+        spec.owner.resource_name = resource.into();
+        spec.environment = environment.into();
+        spec.resource_release = Some("r1".into());
+        let mut b = Rrb::new(name, spec);
+        b.metadata.namespace = Some("ns".into());
+        b
+    }
+
+    fn names(view: &dyn ClusterView, resource: &str, environment: &str) -> Vec<String> {
+        let mut names: Vec<String> = view
+            .release_bindings_to("ns", resource, environment)
+            .iter()
+            .map(|b| b.name_any())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn bindings_are_found_by_target_refiled_and_forgotten_when_deleted_or_relisted_away() {
+        let (mut writers, stores) = Writers::new(0);
+        let keeper = &mut writers.release_bindings;
+        for b in [
+            binding("a", "db", "dev"),
+            binding("b", "db", "dev"),
+            binding("c", "db", "prod"),
+        ] {
+            keeper.apply_watcher_event(&Event::Apply(b));
+        }
+        assert_eq!(names(&stores, "db", "dev"), ["a", "b"]);
+        assert_eq!(names(&stores, "db", "prod"), ["c"]);
+        assert!(names(&stores, "cache", "dev").is_empty());
+        assert_eq!(stores.release_bindings.len(), 3);
+
+        keeper.apply_watcher_event(&Event::Delete(binding("a", "db", "dev")));
+        assert_eq!(names(&stores, "db", "dev"), ["b"]);
+
+        keeper.apply_watcher_event(&Event::Apply(binding("b", "db", "stage")));
+        assert!(names(&stores, "db", "dev").is_empty());
+        assert_eq!(names(&stores, "db", "stage"), ["b"]);
+        keeper.apply_watcher_event(&Event::Delete(binding("b", "db", "stage")));
+        assert!(names(&stores, "db", "stage").is_empty());
+        keeper.apply_watcher_event(&Event::Apply(binding("b", "db", "dev")));
+
+        // A relist that no longer holds b: forgotten once the relist completes.
+        keeper.apply_watcher_event(&Event::Init);
+        keeper.apply_watcher_event(&Event::InitApply(binding("c", "db", "prod")));
+        assert_eq!(
+            names(&stores, "db", "dev"),
+            ["b"],
+            "kept until the relist is done"
+        );
+        keeper.apply_watcher_event(&Event::InitDone);
+        assert!(names(&stores, "db", "dev").is_empty());
+        assert_eq!(names(&stores, "db", "prod"), ["c"]);
+        assert_eq!(stores.release_bindings.len(), 1);
+    }
+
+    #[test]
+    fn a_found_binding_holds_the_facts_the_rules_read() {
+        let (mut writers, stores) = Writers::new(0);
+        let mut dying = binding("a", "db", "dev");
+        dying.metadata.deletion_timestamp = Some(Time(Default::default()));
+        writers
+            .release_bindings
+            .apply_watcher_event(&Event::Apply(dying));
+        let found = stores.release_bindings_to("ns", "db", "dev");
+        let [found] = found.as_slice() else {
+            panic!("one binding: {found:?}");
+        };
+        assert_eq!(found.name_any(), "a");
+        assert_eq!(found.namespace().as_deref(), Some("ns"));
+        assert_eq!(found.spec.owner.project_name, "p");
+        assert_eq!(found.spec.owner.resource_name, "db");
+        assert_eq!(found.spec.environment, "dev");
+        assert!(found.metadata.deletion_timestamp.is_some());
+        let all = stores.release_bindings("ns");
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].spec, found.spec);
+        assert!(stores.release_bindings("other").is_empty());
+    }
+}
