@@ -6,7 +6,7 @@
 use bindguard::cluster::files;
 use bindguard::judge::judge;
 use bindguard::policy::{Context, Phase, Settings};
-use bindguard::schema::SchemaCache;
+use bindguard::schema::{JUDGE_THREAD_STACK, SchemaCache};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
@@ -31,7 +31,17 @@ fn median_micros(mut run: impl FnMut()) -> f64 {
     batches[BATCHES / 2]
 }
 
+/// Runs on a thread with the stack `serve` gives its judging threads, as the server does.
 fn main() {
+    std::thread::Builder::new()
+        .stack_size(JUDGE_THREAD_STACK)
+        .spawn(run)
+        .expect("a judging thread")
+        .join()
+        .expect("the benchmark");
+}
+
+fn run() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let state = std::env::var_os("BINDGUARD_BENCH_STATE")
         .map_or_else(|| root.join("examples/cluster"), Into::into);

@@ -28,9 +28,27 @@ use tracing::Instrument;
 /// reconcile (and possibly one more write) per write.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
 
+/// Reconciles one controller runs at once. Each may write, and every write is judged by the
+/// webhooks: an unbounded burst (a GitOps sync of thousands of bindings) would fill bindguard's
+/// own review slots and get users' writes refused as busy.
+pub const CONCURRENCY: u16 = 4;
+
 /// The settings every controller runs with.
 pub fn controller_config() -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().debounce(DEBOUNCE)
+    kube::runtime::controller::Config::default()
+        .debounce(DEBOUNCE)
+        .concurrency(CONCURRENCY)
+}
+
+/// Drops from an object kept in a controller's store what no reconcile reads: managedFields and
+/// kubectl's last-applied annotation, together often larger than the rest of the object. Only
+/// for kinds the loop writes by patch, never by replacing the whole object.
+pub fn lean<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// What every reconcile shares.

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use std::sync::Arc;
@@ -24,8 +24,13 @@ type Rrb = ResourceReleaseBinding;
 pub async fn run(ctx: Arc<Ctx>) {
     let c = ctx.client.clone();
     let cfg = watcher::Config::default;
-    let controller =
-        Controller::new(Api::<Rrb>::all(c.clone()), cfg()).with_config(super::controller_config());
+    let (store, writer) = reflector::store();
+    let bindings = watcher(Api::<Rrb>::all(c.clone()), cfg()).modify(super::lean);
+    let controller = Controller::for_stream(
+        reflector::reflector(writer, bindings).applied_objects(),
+        store,
+    )
+    .with_config(super::controller_config());
     let store = controller.store();
     let (s1, s2, s3, s4, s5, s6) = (
         store.clone(),

@@ -99,6 +99,11 @@ async fn accept_until_stopped<F, Fut>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // An answer can leave in more than one TLS record; without this the second
+                    // waits for the client's delayed ACK (40 ms on Linux).
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "TCP_NODELAY not set");
+                    }
                     let conn = Connection {
                         router: router.clone(),
                         builder: builder.clone(),

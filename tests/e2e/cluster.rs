@@ -41,6 +41,8 @@ pub struct Cluster {
     /// Where kube-apiserver, kubectl, etcd and helm were provisioned.
     tools: PathBuf,
     apiserver: Proc,
+    /// `https://127.0.0.1:<port>`.
+    apiserver_url: String,
     etcd: Proc,
     admin_addr: SocketAddr,
     /// The output of `bindguard webhook-config`, applied as is.
@@ -73,6 +75,7 @@ impl Cluster {
             launch,
             tools: tools.clone(),
             apiserver,
+            apiserver_url: format!("https://127.0.0.1:{}", ports.apiserver),
             etcd,
             admin_addr,
             webhook_config,
@@ -210,8 +213,23 @@ impl Cluster {
         self.metric_sum(&format!("bindguard_reconciles_total{{kind=\"{kind}\","))
     }
 
+    /// The API server's URL and the files a cluster-admin client needs: CA, certificate, key.
+    #[allow(dead_code)]
+    pub fn admin_access(&self) -> (String, PathBuf, PathBuf, PathBuf) {
+        let pki = self.dir().join("pki");
+        let files = ["ca.crt", "admin.crt", "admin.key"].map(|f| pki.join(f));
+        let [ca, cert, key] = files;
+        (self.apiserver_url.clone(), ca, cert, key)
+    }
+
+    /// The pids of the running bindguard and kube-apiserver processes.
+    #[allow(dead_code)]
+    pub fn pids(&self) -> Result<(u32, u32)> {
+        Ok((self.bindguard.borrow().pid()?, self.apiserver.pid()?))
+    }
+
     /// The sum of the `/metrics` samples whose line starts with `series`.
-    fn metric_sum(&self, series: &str) -> Result<u64> {
+    pub fn metric_sum(&self, series: &str) -> Result<u64> {
         let (status, body) = self.admin_get("/metrics")?;
         ensure!(status == 200, "GET /metrics answered {status}: {body}");
         body.lines()
@@ -939,6 +957,29 @@ impl Proc {
 }
 
 impl Proc {
+    /// The supervised process itself: the supervisor's child that is not a shell.
+    #[allow(dead_code)]
+    fn pid(&self) -> Result<u32> {
+        let supervisor = self.child.borrow().id();
+        for entry in fs::read_dir("/proc").context("read /proc")?.flatten() {
+            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let comm = &stat[open + 1..close];
+            let ppid = stat[close + 1..].split_whitespace().nth(1);
+            if comm != "sh" && ppid == Some(supervisor.to_string().as_str()) {
+                return entry.file_name().to_string_lossy().parse().context("pid");
+            }
+        }
+        bail!(
+            "{}: no supervised process under pid {supervisor}",
+            self.name
+        )
+    }
+
     /// Closes the lifeline (SIGTERM, SIGKILL after 5 s) and waits for the exit.
     fn stop(&mut self) {
         drop(self.lifeline.take());

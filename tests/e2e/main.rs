@@ -5,6 +5,7 @@
 //! A plain `fn main()` runner (`harness = false`): the cluster is started once, the scenarios run
 //! one after another, and the cluster is torn down before the summary line.
 
+mod bench;
 mod cluster;
 mod kubectl;
 mod scenarios;
@@ -15,10 +16,14 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use anyhow::Context;
 use cluster::Cluster;
 use scenarios::Scenario;
 
 fn main() -> ExitCode {
+    if let Ok(n) = std::env::var("BINDGUARD_LIVE_BENCH") {
+        return live_bench(&n);
+    }
     let args = Args::parse(std::env::args().skip(1));
     let all = scenarios::all();
     if args.list {
@@ -42,6 +47,23 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `BINDGUARD_LIVE_BENCH=N`: the live benchmark ([`bench`]) instead of the scenarios.
+fn live_bench(n: &str) -> ExitCode {
+    let Ok(n) = n.parse::<usize>() else {
+        eprintln!("BINDGUARD_LIVE_BENCH must be a number of bindings, not {n:?}");
+        return ExitCode::FAILURE;
+    };
+    let outcome = Cluster::start()
+        .and_then(|cluster| bench::run(&cluster, n).with_context(|| cluster.log_tails(30)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("live benchmark failed: {e:?}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,0 +1,348 @@
+//! The live benchmark: `BINDGUARD_LIVE_BENCH=N cargo test --release --test e2e` starts the
+//! suite's cluster and, instead of the scenarios, creates N ResourceReleaseBindings (with N/10
+//! Resources and releases, 10 Environments and a ResourceType per namespace, over 100
+//! namespaces) through the API server with bindguard's webhooks and loop running, waits until
+//! the loop has finished every binding, and prints one table: admission reviews per created
+//! binding, CPU of bindguard and the API server, bindguard's RSS, and the latency bindguard adds
+//! to a binding write (dry-run creates over one keep-alive connection, registered versus not).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use futures::StreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+
+use crate::cluster::Cluster;
+
+const NAMESPACES: usize = 100;
+const ENVIRONMENTS: usize = 10;
+const OC: &str = "/apis/openchoreo.dev/v1alpha1";
+/// Creates in flight at once.
+const CONCURRENCY: usize = 8;
+/// Dry-run creates per latency sample.
+const PROBES: usize = 300;
+
+/// Runs the benchmark with `n` bindings; the cluster is torn down by the caller.
+pub fn run(c: &Cluster, n: usize) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let api = Api::connect(c)?;
+    let (bindguard, apiserver) = c.pids()?;
+    let reviews = |op| c.admission_count("ResourceReleaseBinding", op);
+    let before = (
+        reviews("CREATE")?,
+        reviews("UPDATE")?,
+        c.metric_sum("bindguard_admission_requests_total{")?,
+    );
+    let cpu_before = (cpu_seconds(bindguard)?, cpu_seconds(apiserver)?);
+    let started = Instant::now();
+    let (namespaces, referents, bindings) = objects(n);
+    let referent_count = namespaces.len() + referents.len();
+    runtime.block_on(api.create_all(namespaces))?;
+    runtime.block_on(api.create_all(referents))?;
+    runtime.block_on(api.create_all(bindings))?;
+    let created = started.elapsed();
+    runtime.block_on(api.settled(n))?;
+    let settled = started.elapsed();
+    let cpu = (
+        cpu_seconds(bindguard)? - cpu_before.0,
+        cpu_seconds(apiserver)? - cpu_before.1,
+    );
+    let after = (
+        reviews("CREATE")?,
+        reviews("UPDATE")?,
+        c.metric_sum("bindguard_admission_requests_total{")?,
+    );
+    let rss = memory(bindguard)?;
+    if std::env::var_os("BINDGUARD_LIVE_BENCH_METRICS").is_some() {
+        let (_, metrics) = c.admin_get("/metrics")?;
+        eprintln!("{metrics}");
+    }
+    let latency = added_latency(c, &runtime, &api)?;
+    let per = |count: u64| count as f64 / n as f64;
+    println!("| live figure (N = {n}) | value |");
+    println!("|---|---|");
+    println!(
+        "| objects created (bindings + referents) | {} in {created:.1?} |",
+        n + referent_count
+    );
+    println!("| every binding finalized and Synced after | {settled:.1?} |");
+    println!(
+        "| admission reviews per created binding (CREATE + UPDATE) | {:.2} ({:.2} + {:.2}) |",
+        per(after.0 - before.0 + after.1 - before.1),
+        per(after.0 - before.0),
+        per(after.1 - before.1)
+    );
+    println!(
+        "| admission reviews of every kind, per binding | {:.2} |",
+        per(after.2 - before.2)
+    );
+    println!(
+        "| CPU seconds: bindguard / kube-apiserver | {:.1} / {:.1} |",
+        cpu.0, cpu.1
+    );
+    println!(
+        "| bindguard RSS now / peak (VmRSS / VmHWM) | {} / {} MiB |",
+        rss.0 / 1024,
+        rss.1 / 1024
+    );
+    for (label, sample) in &latency {
+        println!(
+            "| dry-run binding create, {label}: median / p99 | {:.2} / {:.2} ms |",
+            sample.0, sample.1
+        );
+    }
+    let (registered, bare) = (&latency[0].1, &latency[1].1);
+    println!(
+        "| added by the webhooks: median / p99 | {:.2} / {:.2} ms |",
+        registered.0 - bare.0,
+        registered.1 - bare.1
+    );
+    Ok(())
+}
+
+/// A create request: the collection's path and the object.
+type Create = (String, Value);
+
+/// Namespaces, the bindings' referents, and the bindings (unique targets: resource x
+/// environment).
+fn objects(n: usize) -> (Vec<Create>, Vec<Create>, Vec<Create>) {
+    let resources = n.div_ceil(ENVIRONMENTS).max(1);
+    let schema = json!({"type": "object", "additionalProperties": false, "properties": {
+        "memory": {"type": "string", "pattern": "^[0-9]+(Mi|Gi)$", "default": "256Mi"},
+        "replicas": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1}}});
+    let (mut namespaces, mut referents, mut bindings) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..NAMESPACES {
+        let ns = namespace(i);
+        let at = |plural: &str| format!("{OC}/namespaces/{ns}/{plural}");
+        namespaces.push((
+            "/api/v1/namespaces".into(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        ));
+        referents.push((
+            at("projects"),
+            object(
+                "Project",
+                "shop",
+                json!({"deploymentPipelineRef": {"name": "default"}, "type": {"name": "default"}}),
+            ),
+        ));
+        for e in 0..ENVIRONMENTS {
+            referents.push((
+                at("environments"),
+                object("Environment", &format!("env-{e}"), json!({})),
+            ));
+        }
+        referents.push((
+            at("resourcetypes"),
+            object(
+                "ResourceType",
+                "db",
+                json!({"environmentConfigs": {"openAPIV3Schema": schema}}),
+            ),
+        ));
+        for r in (i..resources).step_by(NAMESPACES) {
+            let owner = json!({"projectName": "shop", "resourceName": format!("db-{r}")});
+            referents.push((at("resources"), object("Resource", &format!("db-{r}"), json!({"owner": {"projectName": "shop"}, "type": {"kind": "ResourceType", "name": "db"}}))));
+            referents.push((at("resourcereleases"), object("ResourceRelease", &format!("db-{r}-r1"), json!({"owner": owner, "resourceType": {"kind": "ResourceType", "name": "db", "spec": {"environmentConfigs": {"openAPIV3Schema": schema}}}}))));
+            for e in (0..ENVIRONMENTS).take_while(|e| r * ENVIRONMENTS + e < n) {
+                let spec = json!({"owner": owner, "environment": format!("env-{e}"), "resourceRelease": format!("db-{r}-r1"),
+                    "resourceTypeEnvironmentConfigs": {"memory": "512Mi", "replicas": 2}});
+                bindings.push((
+                    at("resourcereleasebindings"),
+                    object("ResourceReleaseBinding", &format!("db-{r}-e{e}"), spec),
+                ));
+            }
+        }
+    }
+    (namespaces, referents, bindings)
+}
+
+fn namespace(i: usize) -> String {
+    format!("bench-{i:03}")
+}
+
+fn object(kind: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "openchoreo.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
+}
+
+/// Dry-run creates of one allowed binding, `PROBES` at a time, with the webhooks registered,
+/// then not, then registered again: (label, (median ms, p99 ms)).
+fn added_latency(
+    c: &Cluster,
+    runtime: &tokio::runtime::Runtime,
+    api: &Api,
+) -> Result<Vec<(&'static str, (f64, f64))>> {
+    let ns = namespace(0);
+    let path = format!("{OC}/namespaces/{ns}/resourcereleasebindings?dryRun=All");
+    let owner = json!({"projectName": "shop", "resourceName": "db-0"});
+    let probe = object(
+        "ResourceReleaseBinding",
+        "latency-probe",
+        json!({"owner": owner, "environment": "env-probe", "resourceRelease": "db-0-r1"}),
+    );
+    runtime.block_on(api.create(
+        &format!("{OC}/namespaces/{ns}/environments"),
+        &object("Environment", "env-probe", json!({})),
+    ))?;
+    let sample = |label| -> Result<(&'static str, (f64, f64))> {
+        let mut ms = runtime.block_on(api.timed(&path, &probe, PROBES))?;
+        ms.sort_by(f64::total_cmp);
+        Ok((label, (ms[ms.len() / 2], ms[ms.len() * 99 / 100])))
+    };
+    let registered = sample("webhooks registered")?;
+    c.unregister_webhooks()?;
+    let bare = sample("no webhooks");
+    c.register_webhooks()?;
+    let again = sample("webhooks registered again")?;
+    Ok(vec![registered, bare?, again])
+}
+
+/// A cluster-admin HTTPS client of the API server (one keep-alive connection per request in
+/// flight).
+struct Api {
+    base: String,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl Api {
+    fn connect(c: &Cluster) -> Result<Api> {
+        let (base, ca, cert, key) = c.admin_access();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&ca).context("CA")? {
+            roots.add(cert?)?;
+        }
+        let chain = CertificateDer::pem_file_iter(&cert)
+            .context("client certificate")?
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::from_pem_file(Path::new(&key)).context("client key")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(https);
+        Ok(Api { base, client })
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Bytes)> {
+        let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(Full::new(body))?;
+        let response = self.client.request(request).await?;
+        let status = response.status().as_u16();
+        Ok((status, response.into_body().collect().await?.to_bytes()))
+    }
+
+    async fn create(&self, path: &str, object: &Value) -> Result<()> {
+        let (status, body) = self.send("POST", path, Some(object)).await?;
+        ensure!(
+            status == 201,
+            "POST {path} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok(())
+    }
+
+    async fn create_all(&self, objects: Vec<Create>) -> Result<()> {
+        let mut created = futures::stream::iter(&objects)
+            .map(|(path, object)| self.create(path, object))
+            .buffer_unordered(CONCURRENCY);
+        while let Some(result) = created.next().await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Milliseconds of each of `count` sequential POSTs (any answer but a server error counts).
+    async fn timed(&self, path: &str, object: &Value, count: usize) -> Result<Vec<f64>> {
+        let mut ms = Vec::with_capacity(count);
+        for _ in 0..count {
+            let started = Instant::now();
+            let (status, body) = self.send("POST", path, Some(object)).await?;
+            ensure!(
+                status == 201,
+                "dry-run create answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            ms.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(ms)
+    }
+
+    /// Waits until `n` bindings carry the loop's finalizer and a `Synced` condition.
+    async fn settled(&self, n: usize) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        loop {
+            let (status, body) = self
+                .send("GET", &format!("{OC}/resourcereleasebindings"), None)
+                .await?;
+            ensure!(status == 200, "list answered {status}");
+            let list: Value = serde_json::from_slice(&body)?;
+            let done = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|b| finished(b))
+                .count();
+            if done >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("only {done} of {n} bindings were finished by the loop");
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+fn finished(binding: &Value) -> bool {
+    let finalized = binding["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| {
+            f.iter()
+                .any(|f| f == "openchoreo.dev/resourcereleasebinding-cleanup")
+        });
+    let synced = binding["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Synced"));
+    finalized && synced
+}
+
+/// User plus system CPU time of `pid`, in seconds (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = &stat[stat.rfind(')').context("stat")? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
+/// (VmRSS, VmHWM) of `pid`, in KiB.
+fn memory(pid: u32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .context("status field")?;
+        Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
