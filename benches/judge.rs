@@ -1,7 +1,8 @@
 //! Time to judge one AdmissionReview, end to end through `judge` (decode, policy, encode),
 //! against the static view of `examples/cluster`. Run: `cargo bench --bench judge`.
 //! With `BINDGUARD_BENCH_STATE=DIR`, the view is DIR instead (`scripts/bench.sh` puts a generated
-//! state and `examples/cluster` there). Prints the median of 31 batches for each case.
+//! state and `examples/cluster` there). Prints the median of 31 batches for each case, or only
+//! of the cases whose file name contains `BINDGUARD_BENCH_ONLY`.
 
 use bindguard::cluster::files;
 use bindguard::judge::judge;
@@ -60,8 +61,12 @@ fn run() {
         .map(|e| e.expect("entry").path())
         .collect();
     files.sort();
+    let only = std::env::var("BINDGUARD_BENCH_ONLY").unwrap_or_default();
     for path in files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.contains(&only) {
+            continue;
+        }
         let phase = if name.contains(".patch.") {
             Phase::Mutate
         } else {
