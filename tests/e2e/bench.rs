@@ -43,6 +43,7 @@ pub fn run(c: &Cluster, n: usize) -> Result<()> {
         c.metric_sum("bindguard_admission_requests_total{")?,
     );
     let cpu_before = (cpu_seconds(bindguard)?, cpu_seconds(apiserver)?);
+    let patches_before = runtime.block_on(api.binding_patches())?;
     let started = Instant::now();
     let (namespaces, referents, bindings) = objects(n);
     let referent_count = namespaces.len() + referents.len();
@@ -56,16 +57,13 @@ pub fn run(c: &Cluster, n: usize) -> Result<()> {
         cpu_seconds(bindguard)? - cpu_before.0,
         cpu_seconds(apiserver)? - cpu_before.1,
     );
+    let patches = runtime.block_on(api.binding_patches())?;
     let after = (
         reviews("CREATE")?,
         reviews("UPDATE")?,
         c.metric_sum("bindguard_admission_requests_total{")?,
     );
     let rss = memory(bindguard)?;
-    if std::env::var_os("BINDGUARD_LIVE_BENCH_METRICS").is_some() {
-        let (_, metrics) = c.admin_get("/metrics")?;
-        eprintln!("{metrics}");
-    }
     let latency = added_latency(c, &runtime, &api)?;
     let per = |count: u64| count as f64 / n as f64;
     println!("| live figure (N = {n}) | value |");
@@ -84,6 +82,11 @@ pub fn run(c: &Cluster, n: usize) -> Result<()> {
     println!(
         "| admission reviews of every kind, per binding | {:.2} |",
         per(after.2 - before.2)
+    );
+    println!(
+        "| binding writes the API server answered, per binding: PATCH / PATCH status | {:.2} / {:.2} |",
+        per(patches.0 - patches_before.0),
+        per(patches.1 - patches_before.1)
     );
     println!(
         "| CPU seconds: bindguard / kube-apiserver | {:.1} / {:.1} |",
@@ -284,6 +287,27 @@ impl Api {
             ms.push(started.elapsed().as_secs_f64() * 1e3);
         }
         Ok(ms)
+    }
+
+    /// PATCH requests on ResourceReleaseBindings the API server has answered, from its
+    /// `/metrics`: (the object, its status).
+    async fn binding_patches(&self) -> Result<(u64, u64)> {
+        let (status, body) = self.send("GET", "/metrics", None).await?;
+        ensure!(status == 200, "GET /metrics answered {status}");
+        let text = String::from_utf8_lossy(&body);
+        let mut counts = (0, 0);
+        for line in text.lines().filter(|l| {
+            l.starts_with("apiserver_request_total{")
+                && l.contains(r#"resource="resourcereleasebindings""#)
+                && l.contains(r#"verb="PATCH""#)
+        }) {
+            let value: f64 = line.rsplit(' ').next().unwrap_or("0").parse()?;
+            match line.contains(r#"subresource="status""#) {
+                true => counts.1 += value as u64,
+                false => counts.0 += value as u64,
+            }
+        }
+        Ok(counts)
     }
 
     /// Waits until `n` bindings carry the loop's finalizer and a `Synced` condition.
