@@ -3,7 +3,7 @@
 //! its kind's list or watch.
 
 use super::facts::{Seen, Watched};
-use super::{Sink, Stores, Unreadable, Unreadables, Writers, object_key};
+use super::{Changed, Sink, Stores, Unreadable, Unreadables, Writers, object_key};
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use kube::api::{Api, ObjectMeta};
@@ -12,11 +12,13 @@ use kube::runtime::{WatchStreamExt, watcher::watcher};
 use kube::{Client, Resource};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::sync::broadcast;
 
 /// Starts a watch per kind and returns the stores they fill. The watches run until the process
 /// ends; failures back off and resume.
 pub fn start(client: Client, metrics: Arc<Metrics>) -> Stores {
-    let (writers, stores) = Writers::new(super::KINDS);
+    let (writers, mut stores) = Writers::new(super::KINDS);
+    stores.changed = Some(broadcast::channel(super::CHANGES_BUFFERED).0);
     let Writers {
         environments,
         projects,
@@ -57,6 +59,8 @@ fn watch<K: Watched>(
     let stores = stores.clone();
     let mut feed = Feed {
         kind: kind.clone(),
+        kind_name: Arc::from(kind.as_str()),
+        changed: stores.changed.clone(),
         writer: Box::new(writer),
         unreadable: stores.unreadable.clone(),
         listing: HashMap::new(),
@@ -84,6 +88,9 @@ fn watch<K: Watched>(
 /// Applies one kind's watch events to its store and to the record of unreadable objects.
 struct Feed<K: Watched> {
     kind: String,
+    kind_name: Arc<str>,
+    /// Told of every object applied, after the store has it.
+    changed: Option<broadcast::Sender<Changed>>,
     writer: Box<dyn Sink<K>>,
     unreadable: Unreadables,
     /// The unreadable objects of the list in progress.
@@ -93,6 +100,25 @@ struct Feed<K: Watched> {
 
 impl<K: Watched> Feed<K> {
     fn apply(&mut self, event: Event<Seen<K>>) {
+        let touched = match &event {
+            Event::Apply(seen) | Event::Delete(seen) | Event::InitApply(seen) => {
+                Some((seen.meta().namespace.clone(), seen.meta().name.clone()))
+            }
+            Event::Init | Event::InitDone => None,
+        };
+        self.store(event);
+        if let (Some(changed), Some((namespace, Some(name)))) = (&self.changed, touched) {
+            let kind = self.kind_name.clone();
+            // No listener (no loop running here) is not an error.
+            let _ = changed.send(Changed {
+                kind,
+                namespace,
+                name,
+            });
+        }
+    }
+
+    fn store(&mut self, event: Event<Seen<K>>) {
         match event {
             Event::Init => {
                 self.listing.clear();
@@ -213,6 +239,8 @@ mod tests {
     ) -> Feed<ChoreoResource> {
         Feed {
             kind: "Resource".into(),
+            kind_name: Arc::from("Resource"),
+            changed: stores.changed.clone(),
             writer: Box::new(writer),
             unreadable: stores.unreadable.clone(),
             listing: HashMap::new(),
@@ -264,5 +292,27 @@ mod tests {
         feed.apply(Event::Delete(seen("r", json!(1), "4")));
         assert!(stores.unreadable("Resource", "ns", "r").is_none());
         assert!(stores.resource("ns", "r").is_none());
+    }
+
+    #[test]
+    fn every_applied_object_is_announced_after_the_store_has_it() {
+        let (writers, mut stores) = Writers::new(0);
+        stores.changed = Some(broadcast::channel(8).0);
+        let mut changes = stores.changes().expect("a live view announces changes");
+        let mut feed = feed(&stores, writers.resources);
+        feed.apply(Event::Init);
+        feed.apply(Event::InitApply(seen("listed", json!("doclet"), "1")));
+        feed.apply(Event::InitDone);
+        feed.apply(Event::Apply(seen("r", json!("doclet"), "2")));
+        feed.apply(Event::Apply(seen("r", json!(12), "3")));
+        feed.apply(Event::Delete(seen("r", json!(12), "3")));
+        let mut names = Vec::new();
+        while let Ok(change) = changes.try_recv() {
+            assert_eq!(&*change.kind, "Resource");
+            assert_eq!(change.namespace.as_deref(), Some("ns"));
+            names.push(change.name);
+        }
+        assert_eq!(names, ["listed", "r", "r", "r"], "unreadable versions too");
+        assert!(stores.resource("ns", "listed").is_some());
     }
 }

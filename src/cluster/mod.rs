@@ -21,6 +21,7 @@ use kube::runtime::watcher;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use tokio::sync::broadcast;
 
 /// What policy may ask of the cluster.
 pub trait ClusterView: Send + Sync {
@@ -66,7 +67,23 @@ pub trait ClusterView: Send + Sync {
     fn unreadable(&self, kind: &str, namespace: &str, name: &str) -> Option<String>;
     /// True once every kind has been listed at least once.
     fn is_synced(&self) -> bool;
+    /// Every object change this view applies from now on, after applying it; `None` for views
+    /// that do not change (files).
+    fn changes(&self) -> Option<broadcast::Receiver<Changed>> {
+        None
+    }
 }
+
+/// An object the live view has just added, changed or forgotten.
+#[derive(Clone, Debug)]
+pub struct Changed {
+    pub kind: Arc<str>,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// Changes kept for a slow listener before it is told it lagged.
+pub const CHANGES_BUFFERED: usize = 4096;
 
 /// One reflector store per kind bindguard reads.
 #[derive(Clone)]
@@ -87,6 +104,8 @@ pub struct Stores {
     pub unreadable: Unreadables,
     /// Kinds whose first list has not completed yet.
     pending: Arc<AtomicUsize>,
+    /// Where the live view announces what it applied ([`ClusterView::changes`]).
+    pub changed: Option<broadcast::Sender<Changed>>,
 }
 
 /// The write side of [`Stores`].
@@ -135,6 +154,7 @@ impl Writers {
             resource_binding_requests: writers.resource_bindings.index.clone(),
             unreadable: Unreadables::default(),
             pending: Arc::new(AtomicUsize::new(pending)),
+            changed: None,
         };
         (writers, stores)
     }
@@ -268,6 +288,9 @@ impl ClusterView for Stores {
     }
     fn is_synced(&self) -> bool {
         self.pending.load(Ordering::SeqCst) == 0
+    }
+    fn changes(&self) -> Option<broadcast::Receiver<Changed>> {
+        self.changed.as_ref().map(broadcast::Sender::subscribe)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::conditions::{self, BindingView, binding_conditions, finalizing, merge, same};
 use super::{Ctx, Error, observed, on_error};
+use crate::cluster::Changed;
 use crate::cluster::facts::Seen;
 use crate::crd::*;
 use crate::policy::referents::{self, DELETE, RETAIN};
@@ -16,58 +17,31 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 type Rrb = ResourceReleaseBinding;
 
-/// Referents are watched through [`Seen`], so one that cannot be decoded still triggers its
-/// bindings and never stops the watch.
+/// Bindings are watched here; their referents are not: every referent change the cluster view
+/// applies (its own watches, one per kind and process) is mapped to the bindings it affects, so a
+/// triggered reconcile always reads a view that already has the change.
 pub async fn run(ctx: Arc<Ctx>) {
     let c = ctx.client.clone();
-    let cfg = watcher::Config::default;
     let (store, writer) = reflector::store();
-    let bindings = watcher(Api::<Rrb>::all(c.clone()), cfg()).modify(super::lean);
+    let bindings = watcher(Api::<Rrb>::all(c), watcher::Config::default()).modify(super::lean);
     let controller = Controller::for_stream(
         reflector::reflector(writer, bindings).applied_objects(),
         store,
     )
     .with_config(super::controller_config());
     let store = controller.store();
-    let (s1, s2, s3, s4, s5, s6) = (
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        store,
-    );
+    let changes = ctx.view.changes();
+    if changes.is_none() {
+        tracing::warn!(
+            "the cluster view announces no changes: bindings follow their referents only every 5 minutes"
+        );
+    }
     controller
-        .watches(Api::<Seen<Environment>>::all(c.clone()), cfg(), move |o| {
-            affected(&s1, &o, |b| b.spec.environment == o.name_any())
-        })
-        .watches(Api::<Seen<Resource>>::all(c.clone()), cfg(), move |o| {
-            affected(&s2, &o, |b| b.spec.owner.resource_name == o.name_any())
-        })
-        .watches(
-            Api::<Seen<ResourceRelease>>::all(c.clone()),
-            cfg(),
-            move |o| {
-                affected(&s3, &o, |b| {
-                    b.spec.resource_release.as_deref() == Some(o.name_any().as_str())
-                })
-            },
-        )
-        .watches(Api::<Seen<Project>>::all(c.clone()), cfg(), move |o| {
-            affected(&s4, &o, |b| b.spec.owner.project_name == o.name_any())
-        })
-        .watches(Api::<Seen<ResourceType>>::all(c.clone()), cfg(), move |o| {
-            affected(&s5, &o, |_| true)
-        })
-        .watches(Api::<Seen<ClusterResourceType>>::all(c), cfg(), move |_| {
-            s6.state()
-                .iter()
-                .map(|b| ObjectRef::from_obj(&**b))
-                .collect::<Vec<_>>()
-        })
+        .reconcile_on(affected_by_changes(changes, store))
         .run(
             observed("ResourceReleaseBinding", ctx.metrics.clone(), reconcile),
             |_, e, c: Arc<Ctx>| on_error("ResourceReleaseBinding", e, &c),
@@ -77,17 +51,49 @@ pub async fn run(ctx: Arc<Ctx>) {
         .await;
 }
 
-/// The bindings in `referent`'s namespace that `matches` picks.
-fn affected<K: kube::Resource>(
-    store: &Store<Rrb>,
-    referent: &K,
-    matches: impl Fn(&Rrb) -> bool,
-) -> Vec<ObjectRef<Rrb>> {
-    let ns = referent.meta().namespace.clone();
+/// The bindings each announced change affects; all of them when changes were missed.
+fn affected_by_changes(
+    changes: Option<broadcast::Receiver<Changed>>,
+    store: Store<Rrb>,
+) -> impl futures::Stream<Item = ObjectRef<Rrb>> + Send + 'static {
+    futures::stream::unfold((changes, store), |(changes, store)| async move {
+        let mut changes = changes?;
+        let affected = match changes.recv().await {
+            Ok(change) => affected(&store, &change),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "referent changes missed; looking at every binding");
+                every(&store, |_| true)
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((futures::stream::iter(affected), (Some(changes), store)))
+    })
+    .flatten()
+}
+
+/// The bindings a change of a referent affects: those in its namespace that name it (every one
+/// in the namespace for a ResourceType, every one for a ClusterResourceType).
+fn affected(store: &Store<Rrb>, change: &Changed) -> Vec<ObjectRef<Rrb>> {
+    let name = change.name.as_str();
+    let here = |b: &Rrb| b.metadata.namespace == change.namespace;
+    match &*change.kind {
+        "Environment" => every(store, |b| here(b) && b.spec.environment == name),
+        "Resource" => every(store, |b| here(b) && b.spec.owner.resource_name == name),
+        "ResourceRelease" => every(store, |b| {
+            here(b) && b.spec.resource_release.as_deref() == Some(name)
+        }),
+        "Project" => every(store, |b| here(b) && b.spec.owner.project_name == name),
+        "ResourceType" => every(store, here),
+        "ClusterResourceType" => every(store, |_| true),
+        _ => Vec::new(),
+    }
+}
+
+fn every(store: &Store<Rrb>, matches: impl Fn(&Rrb) -> bool) -> Vec<ObjectRef<Rrb>> {
     store
         .state()
         .into_iter()
-        .filter(|b| b.metadata.namespace == ns && matches(b))
+        .filter(|b| matches(b))
         .map(|b| ObjectRef::from_obj(&*b))
         .collect()
 }
@@ -266,4 +272,70 @@ async fn delete_bindings_of(resource: &Seen<Resource>, ctx: &Ctx) -> Result<(), 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event;
+
+    fn binding(ns: &str, name: &str, resource: &str, environment: &str) -> Rrb {
+        let mut spec = ResourceReleaseBindingSpec::default();
+        spec.owner.project_name = "shop".into();
+        spec.owner.resource_name = resource.into();
+        spec.environment = environment.into();
+        spec.resource_release = Some(format!("{resource}-r1"));
+        let mut b = Rrb::new(name, spec);
+        b.metadata.namespace = Some(ns.into());
+        b
+    }
+
+    fn names(store: &Store<Rrb>, kind: &str, ns: Option<&str>, name: &str) -> Vec<String> {
+        let change = Changed {
+            kind: Arc::from(kind),
+            namespace: ns.map(String::from),
+            name: name.into(),
+        };
+        let mut names: Vec<String> = affected(store, &change)
+            .into_iter()
+            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_referent_change_reaches_exactly_the_bindings_that_name_it() {
+        let (store, mut writer) = reflector::store();
+        for b in [
+            binding("a", "db-dev", "db", "dev"),
+            binding("a", "db-prod", "db", "prod"),
+            binding("a", "cache-dev", "cache", "dev"),
+            binding("b", "db-dev", "db", "dev"),
+        ] {
+            writer.apply_watcher_event(&Event::Apply(b));
+        }
+        assert_eq!(
+            names(&store, "Environment", Some("a"), "dev"),
+            ["a/cache-dev", "a/db-dev"]
+        );
+        assert_eq!(
+            names(&store, "Resource", Some("a"), "db"),
+            ["a/db-dev", "a/db-prod"]
+        );
+        assert_eq!(
+            names(&store, "ResourceRelease", Some("b"), "db-r1"),
+            ["b/db-dev"]
+        );
+        assert_eq!(names(&store, "Project", Some("b"), "shop"), ["b/db-dev"]);
+        assert_eq!(
+            names(&store, "ResourceType", Some("b"), "postgres").len(),
+            1
+        );
+        assert_eq!(
+            names(&store, "ClusterResourceType", None, "postgres").len(),
+            4
+        );
+        assert!(names(&store, "Promise", None, "db").is_empty());
+    }
 }
