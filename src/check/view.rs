@@ -142,14 +142,14 @@ mod tests {
         stores
     }
 
-    fn env(name: &str, generation: i64) -> serde_json::Value {
-        json!({"apiVersion": "openchoreo.dev/v1alpha1", "kind": "Environment", "metadata": {"name": name, "namespace": "default", "generation": generation}, "spec": {}})
+    fn env(name: &str, uid: &str) -> serde_json::Value {
+        json!({"apiVersion": "openchoreo.dev/v1alpha1", "kind": "Environment", "metadata": {"name": name, "namespace": "default", "uid": uid}, "spec": {}})
     }
 
     #[test]
     fn the_head_replaces_live_objects_and_deletions_hide_them() {
-        let live = stores(&[env("dev", 1), env("prod", 1), env("old", 1)]);
-        let head = stores(&[env("dev", 2)]);
+        let live = stores(&[env("dev", "live"), env("prod", "live"), env("old", "live")]);
+        let head = stores(&[env("dev", "head")]);
         let shadowed = ["dev", "old"]
             .iter()
             .map(|n| shadow_key("Environment", "default", n))
@@ -160,7 +160,7 @@ mod tests {
             shadowed,
         };
         let dev = view.environment("default", "dev").unwrap();
-        assert_eq!(dev.metadata.generation, Some(2), "the head's object");
+        assert_eq!(dev.metadata.uid.as_deref(), Some("head"));
         assert!(view.environment("default", "prod").is_some());
         assert!(view.environment("default", "old").is_none());
     }

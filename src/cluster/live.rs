@@ -58,8 +58,7 @@ fn watch<K: Watched>(
     let kind = K::kind(&()).into_owned();
     let stores = stores.clone();
     let mut feed = Feed {
-        kind: kind.clone(),
-        kind_name: Arc::from(kind.as_str()),
+        kind: Arc::from(kind.as_str()),
         changed: stores.changed.clone(),
         writer: Box::new(writer),
         unreadable: stores.unreadable.clone(),
@@ -87,8 +86,7 @@ fn watch<K: Watched>(
 
 /// Applies one kind's watch events to its store and to the record of unreadable objects.
 struct Feed<K: Watched> {
-    kind: String,
-    kind_name: Arc<str>,
+    kind: Arc<str>,
     /// Told of every object applied, after the store has it.
     changed: Option<broadcast::Sender<Changed>>,
     writer: Box<dyn Sink<K>>,
@@ -108,7 +106,7 @@ impl<K: Watched> Feed<K> {
         };
         self.store(event);
         if let (Some(changed), Some((namespace, Some(name)))) = (&self.changed, touched) {
-            let kind = self.kind_name.clone();
+            let kind = self.kind.clone();
             // No listener (no loop running here) is not an error.
             let _ = changed.send(Changed {
                 kind,
@@ -167,7 +165,7 @@ impl<K: Watched> Feed<K> {
     fn report(&self, key: &str, entry: &Unreadable) {
         self.metrics.unreadable_object(&self.kind);
         tracing::warn!(
-            kind = self.kind,
+            kind = &*self.kind,
             object = key,
             uid = entry.uid,
             resource_version = entry.resource_version,
@@ -238,8 +236,7 @@ mod tests {
         writer: crate::cluster::Keeper<ChoreoResource>,
     ) -> Feed<ChoreoResource> {
         Feed {
-            kind: "Resource".into(),
-            kind_name: Arc::from("Resource"),
+            kind: Arc::from("Resource"),
             changed: stores.changed.clone(),
             writer: Box::new(writer),
             unreadable: stores.unreadable.clone(),

@@ -214,7 +214,6 @@ impl Cluster {
     }
 
     /// The API server's URL and the files a cluster-admin client needs: CA, certificate, key.
-    #[allow(dead_code)]
     pub fn admin_access(&self) -> (String, PathBuf, PathBuf, PathBuf) {
         let pki = self.dir().join("pki");
         let files = ["ca.crt", "admin.crt", "admin.key"].map(|f| pki.join(f));
@@ -223,7 +222,6 @@ impl Cluster {
     }
 
     /// The pids of the running bindguard and kube-apiserver processes.
-    #[allow(dead_code)]
     pub fn pids(&self) -> Result<(u32, u32)> {
         Ok((self.bindguard.borrow().pid()?, self.apiserver.pid()?))
     }
@@ -958,7 +956,6 @@ impl Proc {
 
 impl Proc {
     /// The supervised process itself: the supervisor's child that is not a shell.
-    #[allow(dead_code)]
     fn pid(&self) -> Result<u32> {
         let supervisor = self.child.borrow().id();
         for entry in fs::read_dir("/proc").context("read /proc")?.flatten() {
