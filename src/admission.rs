@@ -7,6 +7,7 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -121,30 +122,74 @@ struct ReviewEnvelope {
     request: Option<Value>,
 }
 
+/// The envelope decoded straight into its request: the path every review the API server sends
+/// takes. When it fails, [`ReviewEnvelope`] decodes again to say exactly what is wrong.
+#[derive(Deserialize)]
+struct TypedEnvelope<'a> {
+    #[serde(rename = "apiVersion", default, borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
+    request: Option<AdmissionRequest>,
+}
+
+/// How much stack a review needs, measured once per body by [`nesting_of`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nesting {
+    /// Any thread's stack decodes, judges and drops it.
+    Shallow,
+    /// Decode, judge and drop it on a stack of [`REVIEW_STACK_BYTES`].
+    Deep,
+}
+
+/// How deep `body` nests; deeper than the API server accepts is refused. A single pass without
+/// recursion, so any body answers at once.
+pub fn nesting_of(body: &[u8]) -> Result<Nesting, ReviewError> {
+    match nesting(body, MAX_REVIEW_DEPTH) {
+        depth if depth > MAX_REVIEW_DEPTH => Err(ReviewError::TooDeep),
+        depth if depth > SHALLOW_DEPTH => Ok(Nesting::Deep),
+        _ => Ok(Nesting::Shallow),
+    }
+}
+
 /// Reads a request body as an AdmissionReview, at any nesting the API server accepts. The
 /// result may hold values nested [`MAX_REVIEW_DEPTH`] deep: handle and drop it on a stack of
 /// [`REVIEW_STACK_BYTES`], as [`crate::judge::judge`] does.
 pub fn decode_review(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
-    let depth = nesting(body, MAX_REVIEW_DEPTH);
-    if depth > MAX_REVIEW_DEPTH {
-        return Err(ReviewError::TooDeep);
-    }
-    if depth <= SHALLOW_DEPTH {
-        // Any thread's stack suffices; growing one costs an mmap per review.
-        return decode_envelope(body);
-    }
-    stacker::maybe_grow(REVIEW_STACK_BYTES / 2, REVIEW_STACK_BYTES, || {
-        decode_envelope(body)
-    })
+    decode_measured(body, nesting_of(body)?)
 }
 
-/// Whether `body` nests deeper than any stack handles, so that it must be decoded, judged and
-/// dropped on a stack of [`REVIEW_STACK_BYTES`].
-pub fn needs_deep_stack(body: &[u8]) -> bool {
-    nested_deeper_than(body, SHALLOW_DEPTH)
+/// [`decode_review`] for a body whose [`Nesting`] is known.
+pub fn decode_measured(body: &[u8], nesting: Nesting) -> Result<AdmissionRequest, ReviewError> {
+    match nesting {
+        // Any thread's stack suffices; growing one costs an mmap per review.
+        Nesting::Shallow => decode_envelope(body),
+        Nesting::Deep => stacker::maybe_grow(REVIEW_STACK_BYTES / 2, REVIEW_STACK_BYTES, || {
+            decode_envelope(body)
+        }),
+    }
 }
 
 fn decode_envelope(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    deserializer.disable_recursion_limit();
+    let typed = TypedEnvelope::deserialize(&mut deserializer)
+        .and_then(|envelope| deserializer.end().map(|()| envelope));
+    match typed {
+        Ok(TypedEnvelope {
+            api_version,
+            kind,
+            request: Some(request),
+        }) if api_version == API_VERSION && kind == KIND => {
+            check_objects(&request)?;
+            Ok(request)
+        }
+        _ => decode_explained(body),
+    }
+}
+
+/// Decodes in two steps, envelope then request, so that a failure names its field.
+fn decode_explained(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
     let envelope: ReviewEnvelope = from_slice_unbounded(body)?;
     if envelope.api_version != API_VERSION || envelope.kind != KIND {
         return Err(ReviewError::NotAReview(format!(
@@ -184,7 +229,7 @@ fn check_objects(request: &AdmissionRequest) -> Result<(), ReviewError> {
     )))
 }
 
-/// Parses JSON without serde_json's nesting limit of 128; [`nested_deeper_than`] bounds it.
+/// Parses JSON without serde_json's nesting limit of 128; [`nesting_of`] bounds it.
 fn from_slice_unbounded<T: DeserializeOwned>(body: &[u8]) -> Result<T, ReviewError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     deserializer.disable_recursion_limit();
@@ -193,27 +238,13 @@ fn from_slice_unbounded<T: DeserializeOwned>(body: &[u8]) -> Result<T, ReviewErr
         .map_err(|e| ReviewError::NotJson(e.to_string()))
 }
 
-/// Whether arrays and objects in `body` nest more than `limit` deep; a single pass without
-/// recursion, so any body answers at once.
-fn nested_deeper_than(body: &[u8], limit: usize) -> bool {
-    nesting(body, limit) > limit
-}
-
 /// How deep arrays and objects in `body` nest, counted up to `limit + 1` (the scan stops there).
 fn nesting(body: &[u8], limit: usize) -> usize {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &byte in body {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut deepest, mut at) = (0usize, 0usize, 0usize);
+    while let Some(&byte) = body.get(at) {
+        at += 1;
         match byte {
-            b'"' => in_string = true,
+            b'"' => at = after_string(body, at),
             b'{' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -226,6 +257,21 @@ fn nesting(body: &[u8], limit: usize) -> usize {
         }
     }
     deepest
+}
+
+/// Where the string whose contents start at `at` ends (just past its closing quote).
+fn after_string(body: &[u8], mut at: usize) -> usize {
+    while let Some(found) = body
+        .get(at..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        at += found + 1;
+        if body[at - 1] == b'"' {
+            return at;
+        }
+        at += 1; // the escaped byte
+    }
+    body.len()
 }
 
 /// How a refusal is classified on the wire.
@@ -484,21 +530,32 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+        let request = minimal_request();
+        let v1beta1 =
+            json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": KIND, "request": request});
+        let error = decode_review(v1beta1.to_string().as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("v1beta1"), "{error}");
+        let mut bad_uid = minimal_request();
+        bad_uid["uid"] = json!(7);
+        let error = decode_review(&review(bad_uid)).unwrap_err();
+        assert!(error.to_string().contains("request.uid"), "{error}");
     }
 
     #[test]
     fn nesting_is_measured_outside_strings() {
-        let cases: [(&[u8], usize); 5] = [
+        let cases: [(&[u8], usize); 7] = [
             (br#"{"a":[1,{"b":2}]}"#, 3),
             (br#"{"a":"[[[[{{{{"}"#, 1),
             (br#"{"a":"\"[[[["}"#, 1),
             (br#"{"a":"\\",  "b":[[1]]}"#, 3),
             (b"[[[]]][[[]]]", 3),
+            (br#"[["\"#, 2),
+            (br#"[["\\"], ["#, 2),
         ];
         for (body, depth) in cases {
             let text = String::from_utf8_lossy(body);
-            assert!(!nested_deeper_than(body, depth), "{text}");
-            assert!(nested_deeper_than(body, depth - 1), "{text}");
+            assert_eq!(nesting(body, 100), depth, "{text}");
+            assert_eq!(nesting(body, depth - 1), depth, "{text}");
         }
     }
 

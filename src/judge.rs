@@ -1,7 +1,9 @@
 //! One review, start to end: bytes -> AdmissionReview -> policy decision -> response review.
 //! The server and `bindguard review` both come through here.
 
-use crate::admission::{self, Decision, Denial, DenyCode, Operation, ReviewError, Subject};
+use crate::admission::{
+    self, Decision, Denial, DenyCode, Nesting, Operation, ReviewError, Subject,
+};
 use crate::policy::projects::{self, Pending};
 use crate::policy::{self, Context, Phase};
 use serde_json::Value;
@@ -51,17 +53,21 @@ impl ProjectCheck {
 /// A deeply nested body is judged on a stack of its own, sized for the deepest object the API
 /// server sends: decoding, cloning, comparing and dropping such objects recurses once per level.
 pub fn judge(phase: Phase, body: &[u8], ctx: &Context) -> Result<Judged, ReviewError> {
-    if admission::needs_deep_stack(body) {
-        stacker::grow(admission::REVIEW_STACK_BYTES, || {
-            judge_here(phase, body, ctx)
-        })
-    } else {
-        judge_here(phase, body, ctx)
+    match admission::nesting_of(body)? {
+        Nesting::Deep => stacker::grow(admission::REVIEW_STACK_BYTES, || {
+            judge_here(phase, body, Nesting::Deep, ctx)
+        }),
+        Nesting::Shallow => judge_here(phase, body, Nesting::Shallow, ctx),
     }
 }
 
-fn judge_here(phase: Phase, body: &[u8], ctx: &Context) -> Result<Judged, ReviewError> {
-    let request = admission::decode_review(body)?;
+fn judge_here(
+    phase: Phase,
+    body: &[u8],
+    nesting: Nesting,
+    ctx: &Context,
+) -> Result<Judged, ReviewError> {
+    let request = admission::decode_measured(body, nesting)?;
     let decision = catch_unwind(AssertUnwindSafe(|| policy::decide(phase, &request, ctx)))
         .unwrap_or_else(|_| internal_error());
     let subject = Subject {

@@ -231,6 +231,15 @@ pub fn decide(phase: Phase, review: &AdmissionRequest, ctx: &Context) -> Decisio
     }
 }
 
+/// Whether judging a review may compile or run a ResourceType's environmentConfigs schema: the
+/// one step whose cost the review's own size does not bound (a schema is compiled on first use).
+pub fn may_check_schema(phase: Phase, group: &str, kind: &str, operation: &str) -> bool {
+    phase == Phase::Validate
+        && group == OPENCHOREO_GROUP
+        && kind == "ResourceReleaseBinding"
+        && matches!(operation, "CREATE" | "UPDATE")
+}
+
 fn with_decoded<'a, T: DeserializeOwned>(
     review: &'a AdmissionRequest,
     judge: impl FnOnce(&Request<'a, T>) -> Decision,

@@ -8,7 +8,7 @@ use super::duration;
 use crate::admission::{self, ReviewError};
 use crate::judge::{Judged, ProjectCheck};
 use crate::metrics::RequestLabels;
-use crate::policy::Phase;
+use crate::policy::{self, Phase};
 use crate::webhook_config::TIMEOUT_SECONDS;
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -94,15 +94,21 @@ async fn answer(
         return unjudged(route, &app, &body, Unjudged::Busy, started);
     };
     let deadline = started + budget;
-    let task = judge_off_thread(route.phase(), app.clone(), body.clone(), permit);
-    let (response, verdict, project_check) = match tokio::time::timeout_at(deadline, task).await {
-        Ok(Ok(answered)) => answered,
-        Ok(Err(_)) => return unjudged(route, &app, &body, Unjudged::Panicked, started),
-        Err(_) => return unjudged(route, &app, &body, Unjudged::TimedOut(budget), started),
+    let (phase, head) = (route.phase(), Head::peek(&body));
+    let (response, verdict, project_check) = if judged_in_place(phase, &head, body.len()) {
+        let answered = judge_with(&app, phase, &body, &head);
+        drop(permit);
+        answered
+    } else {
+        let task = judge_off_thread(phase, app.clone(), body.clone(), head.clone(), permit);
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(answered)) => answered,
+            Ok(Err(_)) => return unjudged(route, &app, &body, Unjudged::Panicked, started),
+            Err(_) => return unjudged(route, &app, &body, Unjudged::TimedOut(budget), started),
+        }
     };
     let (response, verdict) = match (route, project_check, &app.authorizer) {
         (Route::Validate | Route::Warn, Some(check), Some(authorizer)) => {
-            let head = Head::peek(&body);
             let span = head.span();
             let asked = authorize(authorizer.as_ref(), check, deadline, response, verdict);
             tracing::Instrument::instrument(asked, span).await
@@ -111,6 +117,16 @@ async fn answer(
     };
     app.metrics.request(&verdict, started.elapsed());
     response
+}
+
+/// Reviews at most this large that check no schema are judged where they arrive: their work is
+/// bounded by their size (tens of microseconds), less than a trip to the blocking pool and back
+/// costs in thread switches. Everything else is judged off the async workers, within the deadline.
+const IN_PLACE_BODY_BYTES: usize = 64 * 1024;
+
+fn judged_in_place(phase: Phase, head: &Head, body_len: usize) -> bool {
+    body_len <= IN_PLACE_BODY_BYTES
+        && !policy::may_check_schema(phase, &head.group, &head.kind, &head.operation)
 }
 
 type Verdict = RequestLabels;
@@ -156,16 +172,25 @@ fn judge_off_thread(
     phase: Phase,
     app: Arc<App>,
     body: Bytes,
+    head: Head,
     permit: OwnedSemaphorePermit,
 ) -> tokio::task::JoinHandle<(Response, Verdict, Option<ProjectCheck>)> {
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let head = Head::peek(&body);
-        let span = head.span();
-        let _entered = span.enter();
-        let judged = (app.judge)(phase, &body, &app.context());
-        respond(&head, judged)
+        judge_with(&app, phase, &body, &head)
     })
+}
+
+fn judge_with(
+    app: &App,
+    phase: Phase,
+    body: &[u8],
+    head: &Head,
+) -> (Response, Verdict, Option<ProjectCheck>) {
+    let span = head.span();
+    let _entered = span.enter();
+    let judged = (app.judge)(phase, body, &app.context());
+    respond(head, judged)
 }
 
 fn respond(
@@ -346,9 +371,10 @@ pub fn budget(query: Option<&str>) -> Duration {
 }
 
 /// The few request fields logs and refusals name, read without decoding the objects.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Head {
     uid: String,
+    group: String,
     kind: String,
     namespace: String,
     name: String,
@@ -378,6 +404,7 @@ impl Head {
         let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
         Head {
             uid: text(r.uid.as_ref()),
+            group: text(r.kind.as_ref().and_then(|k| k.get("group"))),
             kind: text(r.kind.as_ref().and_then(|k| k.get("kind"))),
             namespace: text(r.namespace.as_ref()),
             name: text(r.name.as_ref()),
