@@ -4,7 +4,8 @@
 # the time from process start to /readyz 200; then, with the last state loaded, compare HTTPS
 # throughput and latency of `bindguard serve` with a constant responder on the same TLS and hyper
 # stack (examples/constant_responder.rs) under the same wrk load, side by side, and run the
-# decision benchmark (benches/judge.rs); last, when the end-to-end binaries are built
+# decision benchmark (benches/judge.rs) and the latency of both at a fixed rate of half bindguard's
+# best (examples/fixed_rate.rs); last, when the end-to-end binaries are built
 # (tests/e2e/provision.sh has run, as `./test.sh` does), the live benchmark against a real
 # kube-apiserver (tests/e2e/bench.rs) with BENCH_LIVE_N bindings. Prints the tables. Needs python3,
 # curl and wrk (Debian: apt-get install wrk).
@@ -15,9 +16,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bindguard/target}"
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000)
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release --locked --quiet --bin bindguard --example constant_responder
+cargo build --release --locked --quiet --bin bindguard --example constant_responder --example fixed_rate
 BIN="$CARGO_TARGET_DIR/release/bindguard"
 RESPONDER="$CARGO_TARGET_DIR/release/examples/constant_responder"
+FIXED_RATE="$CARGO_TARGET_DIR/release/examples/fixed_rate"
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
 WORK="$(mktemp -d)"
 trap 'kill ${pid:-} ${responder:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -91,6 +93,25 @@ for c in 16 1; do
   awk -v b="${best[bindguard-$c]}" -v k="${best[constant-$c]}" -v c="$c" \
     'BEGIN {printf "\nbindguard / constant, best of each, %d connection(s): %.2f\n", c, b / k}'
 done
+# Latency at a fixed rate, half of bindguard's best rate above, for both servers: wrk is
+# closed-loop (it sends when an answer arrives), so its percentiles hide the queue a slower server
+# builds; examples/fixed_rate.rs schedules every request and charges the wait.
+half=$(awk -v b="${best[bindguard-16]}" 'BEGIN {printf "%d", b / 2}')
+echo
+echo "Fixed rate of $half requests/s (half of bindguard's best above), 16 connections," \
+  "${SECONDS_PER_RUN} s per run, same mix (examples/fixed_rate.rs); runs alternated:"
+echo
+echo "| server | sent | p50 | p90 | p99 | max | errors |"
+echo "|---|---|---|---|---|---|---|"
+for round in 1 2; do
+  for who in constant bindguard; do
+    p=$constant; [ "$who" = bindguard ] && p=$webhook
+    read -r sent _ p50 p90 p99 max errors < <("$FIXED_RATE" "127.0.0.1:$p" "$WORK/certs/ca.crt" \
+      "$half" "$SECONDS_PER_RUN" 16 "${mix[@]}")
+    echo "| $who (run $round) | $sent | $p50 ms | $p90 ms | $p99 ms | $max ms | $errors |"
+  done
+done
+
 echo
 echo "Decision benchmark with the last state loaded ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)):"
 echo

@@ -99,19 +99,26 @@ struct Feed<K: Watched> {
 impl<K: Watched> Feed<K> {
     fn apply(&mut self, event: Event<Seen<K>>) {
         let touched = match &event {
-            Event::Apply(seen) | Event::Delete(seen) | Event::InitApply(seen) => {
-                Some((seen.meta().namespace.clone(), seen.meta().name.clone()))
-            }
+            Event::Apply(seen) | Event::InitApply(seen) => Some((seen, false)),
+            Event::Delete(seen) => Some((seen, true)),
             Event::Init | Event::InitDone => None,
-        };
+        }
+        .map(|(seen, gone)| {
+            (
+                seen.meta().namespace.clone(),
+                seen.meta().name.clone(),
+                gone,
+            )
+        });
         self.store(event);
-        if let (Some(changed), Some((namespace, Some(name)))) = (&self.changed, touched) {
+        if let (Some(changed), Some((namespace, Some(name), gone))) = (&self.changed, touched) {
             let kind = self.kind.clone();
             // No listener (no loop running here) is not an error.
             let _ = changed.send(Changed {
                 kind,
                 namespace,
                 name,
+                gone,
             });
         }
     }

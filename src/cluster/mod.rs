@@ -80,6 +80,8 @@ pub struct Changed {
     pub kind: Arc<str>,
     pub namespace: Option<String>,
     pub name: String,
+    /// The object was deleted from the cluster (its watch said so).
+    pub gone: bool,
 }
 
 /// Changes kept for a slow listener before it is told it lagged.

@@ -293,9 +293,5 @@ async fn release(elector: &leader::Elector) {
 }
 
 async fn controllers(ctx: Arc<Ctx>, registry: Arc<requests::Registry>) {
-    tokio::join!(
-        kratix::run(ctx.clone(), registry),
-        openchoreo::run(ctx.clone()),
-        openchoreo::cascade_resource_deletion(ctx),
-    );
+    tokio::join!(kratix::run(ctx.clone(), registry), openchoreo::run(ctx));
 }

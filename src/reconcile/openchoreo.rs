@@ -1,14 +1,14 @@
 //! OpenChoreo bookkeeping: the ResourceReleaseBinding finalizer, its Synced/Ready conditions
 //! recomputed whenever a referent changes, RetainHold on deletion, and bindings deleted with
-//! their Resource.
+//! their Resource (told by the cluster view's announced changes, as referent changes are).
 
 use super::conditions::{self, BindingView, binding_conditions, finalizing, merge, same};
 use super::{Ctx, Error, observed, on_error};
 use crate::cluster::Changed;
-use crate::cluster::facts::Seen;
 use crate::crd::*;
 use crate::policy::referents::{self, DELETE, RETAIN};
 use futures::StreamExt;
+use kube::Resource as _;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -40,15 +40,16 @@ pub async fn run(ctx: Arc<Ctx>) {
             "the cluster view announces no changes: bindings follow their referents only every 5 minutes"
         );
     }
-    controller
+    let cascade = cascade_resource_deletion(ctx.clone(), store.clone());
+    let reconciles = controller
         .reconcile_on(affected_by_changes(changes, store))
         .run(
             observed("ResourceReleaseBinding", ctx.metrics.clone(), reconcile),
             |_, e, c: Arc<Ctx>| on_error("ResourceReleaseBinding", e, &c),
             ctx,
         )
-        .for_each(|_| async {})
-        .await;
+        .for_each(|_| async {});
+    tokio::join!(reconciles, cascade);
 }
 
 /// The bindings each announced change affects; all of them when changes were missed.
@@ -238,40 +239,76 @@ async fn finalize(b: &Rrb, api: &Api<Rrb>, ctx: &Ctx) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// Deletes the bindings of every Resource that goes. Retain bindings then show RetainHold.
-pub async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
-    let resources = Api::<Seen<Resource>>::all(ctx.client.clone());
-    watcher(resources, watcher::Config::default())
-        .default_backoff()
-        .for_each(|event| {
-            let ctx = ctx.clone();
-            async move {
-                if let Ok(watcher::Event::Delete(resource)) = event
-                    && let Err(error) = delete_bindings_of(&resource, &ctx).await
-                {
-                    tracing::warn!(%error, resource = %resource.name_any(), "could not delete the bindings of a deleted Resource");
+/// Deletes the bindings of every Resource the cluster view sees deleted. Retain bindings then
+/// show RetainHold. Deletions are queued as they are announced and worked off beside, so a mass
+/// deletion never makes the listener fall behind the announcements and miss some.
+async fn cascade_resource_deletion(ctx: Arc<Ctx>, bindings: Store<Rrb>) {
+    let Some(mut changes) = ctx.view.changes() else {
+        tracing::warn!(
+            "the cluster view announces no changes: a deleted Resource keeps its bindings"
+        );
+        return;
+    };
+    let (deleted, mut queue) = tokio::sync::mpsc::unbounded_channel();
+    let resource = Resource::kind(&());
+    let listen = async move {
+        loop {
+            match changes.recv().await {
+                Ok(change) if change.gone && *change.kind == *resource => {
+                    let _ = deleted.send(change);
                 }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(missed)) => tracing::warn!(
+                    missed,
+                    "cluster changes missed: the bindings of a Resource deleted among them stay"
+                ),
+                Err(broadcast::error::RecvError::Closed) => return,
             }
-        })
-        .await;
+        }
+    };
+    let work = async {
+        while let Some(change) = queue.recv().await {
+            delete_bindings_of(&change, &bindings, &ctx).await;
+        }
+    };
+    tokio::join!(listen, work);
 }
 
-async fn delete_bindings_of(resource: &Seen<Resource>, ctx: &Ctx) -> Result<(), Error> {
-    let ns = resource.namespace().unwrap_or_default();
-    let api: Api<Rrb> = Api::namespaced(ctx.client.clone(), &ns);
-    for b in api.list(&Default::default()).await? {
-        if b.spec.owner.resource_name == resource.name_any()
-            && b.metadata.deletion_timestamp.is_none()
-        {
-            api.delete(&b.name_any(), &DeleteParams::default()).await?;
-            let note = format!(
-                "Resource {:?} was deleted; deleting its binding",
-                resource.name_any()
-            );
-            ctx.event(&b, false, "ResourceDeleted", note).await;
+async fn delete_bindings_of(resource: &Changed, bindings: &Store<Rrb>, ctx: &Ctx) {
+    let doomed = of_deleted_resource(bindings, resource);
+    for b in doomed {
+        let api: Api<Rrb> = Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
+        match api.delete(&b.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {
+                let note = format!(
+                    "Resource {:?} was deleted; deleting its binding",
+                    resource.name
+                );
+                ctx.event(&*b, false, "ResourceDeleted", note).await;
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => tracing::warn!(
+                %error,
+                binding = %b.name_any(),
+                resource = %resource.name,
+                "could not delete the binding of a deleted Resource"
+            ),
         }
     }
-    Ok(())
+}
+
+/// The bindings a deleted Resource takes with it: those in its namespace that name it and are
+/// not being deleted already.
+fn of_deleted_resource(bindings: &Store<Rrb>, resource: &Changed) -> Vec<Arc<Rrb>> {
+    bindings
+        .state()
+        .into_iter()
+        .filter(|b| {
+            b.metadata.namespace == resource.namespace
+                && b.spec.owner.resource_name == resource.name
+                && b.metadata.deletion_timestamp.is_none()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -295,6 +332,7 @@ mod tests {
             kind: Arc::from(kind),
             namespace: ns.map(String::from),
             name: name.into(),
+            gone: false,
         };
         let mut names: Vec<String> = affected(store, &change)
             .into_iter()
@@ -337,5 +375,35 @@ mod tests {
             4
         );
         assert!(names(&store, "Promise", None, "db").is_empty());
+    }
+
+    #[test]
+    fn a_deleted_resource_takes_exactly_its_live_bindings() {
+        let (store, mut writer) = reflector::store();
+        let mut leaving = binding("a", "db-staging", "db", "staging");
+        leaving.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
+        for b in [
+            binding("a", "db-dev", "db", "dev"),
+            binding("a", "db-prod", "db", "prod"),
+            binding("a", "cache-dev", "cache", "dev"),
+            binding("b", "db-dev", "db", "dev"),
+            leaving,
+        ] {
+            writer.apply_watcher_event(&Event::Apply(b));
+        }
+        let deleted = Changed {
+            kind: Arc::from("Resource"),
+            namespace: Some("a".into()),
+            name: "db".into(),
+            gone: true,
+        };
+        let mut names: Vec<String> = of_deleted_resource(&store, &deleted)
+            .iter()
+            .map(|b| b.name_any())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["db-dev", "db-prod"]);
     }
 }
