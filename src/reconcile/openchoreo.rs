@@ -27,7 +27,7 @@ type Rrb = ResourceReleaseBinding;
 pub async fn run(ctx: Arc<Ctx>) {
     let c = ctx.client.clone();
     let (store, writer) = reflector::store();
-    let bindings = watcher(Api::<Rrb>::all(c), watcher::Config::default()).modify(super::lean);
+    let bindings = watcher(Api::<Rrb>::all(c), watcher::Config::default()).modify(lean);
     let controller = Controller::for_stream(
         reflector::reflector(writer, bindings).applied_objects(),
         store,
@@ -50,6 +50,15 @@ pub async fn run(ctx: Arc<Ctx>) {
         )
         .for_each(|_| async {});
     tokio::join!(reconciles, cascade);
+}
+
+/// What the loop keeps of a binding: no metadata it does not read ([`super::lean`]) and no status
+/// outputs (it writes conditions only, by merge patch).
+fn lean(binding: &mut Rrb) {
+    super::lean(binding);
+    if let Some(status) = binding.status.as_mut() {
+        status.outputs = Vec::new();
+    }
 }
 
 /// The bindings each announced change affects; all of them when changes were missed.
@@ -405,5 +414,38 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["db-dev", "db-prod"]);
+    }
+
+    #[test]
+    fn the_loop_keeps_what_it_reads_of_a_binding_and_nothing_else() {
+        let mut b = binding("a", "db-dev", "db", "dev");
+        b.metadata.labels = Some([("openchoreo.dev/project".into(), "shop".into())].into());
+        b.metadata.annotations = Some([("note".into(), "x".repeat(1000))].into());
+        b.metadata.managed_fields = Some(vec![Default::default()]);
+        b.metadata.finalizers = Some(vec![RRB_FINALIZER.into()]);
+        let condition = Condition {
+            type_: "Synced".into(),
+            status: "True".into(),
+            ..Condition::default()
+        };
+        let output = ResolvedResourceOutput {
+            name: "host".into(),
+            value: Some("db.local".into()),
+            ..ResolvedResourceOutput::default()
+        };
+        b.status = Some(ResourceReleaseBindingStatus {
+            conditions: vec![condition.clone()],
+            outputs: vec![output],
+        });
+        let spec = b.spec.clone();
+        lean(&mut b);
+        let meta = &b.metadata;
+        assert!(meta.labels.is_none() && meta.annotations.is_none());
+        assert!(meta.managed_fields.is_none());
+        assert_eq!(b.finalizers(), [RRB_FINALIZER]);
+        assert_eq!(b.spec, spec);
+        let status = b.status.expect("status kept");
+        assert_eq!(status.conditions, [condition]);
+        assert!(status.outputs.is_empty());
     }
 }

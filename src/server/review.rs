@@ -121,11 +121,13 @@ async fn answer(
 
 /// Reviews at most this large that check no schema are judged where they arrive: their work is
 /// bounded by their size (tens of microseconds), less than a trip to the blocking pool and back
-/// costs in thread switches. Everything else is judged off the async workers, within the deadline.
+/// costs in thread switches. Everything else, and a review whose head could not be read (so its
+/// kind is unknown), is judged off the async workers, within the deadline.
 const IN_PLACE_BODY_BYTES: usize = 64 * 1024;
 
 fn judged_in_place(phase: Phase, head: &Head, body_len: usize) -> bool {
     body_len <= IN_PLACE_BODY_BYTES
+        && !head.kind.is_empty()
         && !policy::may_check_schema(phase, &head.group, &head.kind, &head.operation)
 }
 
