@@ -101,14 +101,14 @@ echo
 echo "Fixed rate of $half requests/s (half of bindguard's best above), 16 connections," \
   "${SECONDS_PER_RUN} s per run, same mix (examples/fixed_rate.rs); runs alternated:"
 echo
-echo "| server | sent | p50 | p90 | p99 | max | errors |"
+echo "| server | answered | p50 | p90 | p99 | max | errors |"
 echo "|---|---|---|---|---|---|---|"
 for round in 1 2; do
   for who in constant bindguard; do
     p=$constant; [ "$who" = bindguard ] && p=$webhook
-    read -r sent _ p50 p90 p99 max errors < <("$FIXED_RATE" "127.0.0.1:$p" "$WORK/certs/ca.crt" \
+    read -r answered _ p50 p90 p99 max errors < <("$FIXED_RATE" "127.0.0.1:$p" "$WORK/certs/ca.crt" \
       "$half" "$SECONDS_PER_RUN" 16 "${mix[@]}")
-    echo "| $who (run $round) | $sent | $p50 ms | $p90 ms | $p99 ms | $max ms | $errors |"
+    echo "| $who (run $round) | $answered | $p50 ms | $p90 ms | $p99 ms | $max ms | $errors |"
   done
 done
 

@@ -3,7 +3,7 @@
 //! its kind's list or watch.
 
 use super::facts::{Seen, Watched};
-use super::{Changed, Sink, Stores, Unreadable, Unreadables, Writers, object_key};
+use super::{Announcer, Changed, Sink, Stores, Unreadable, Unreadables, Writers, object_key};
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use kube::api::{Api, ObjectMeta};
@@ -12,13 +12,12 @@ use kube::runtime::{WatchStreamExt, watcher::watcher};
 use kube::{Client, Resource};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::broadcast;
 
 /// Starts a watch per kind and returns the stores they fill. The watches run until the process
 /// ends; failures back off and resume.
 pub fn start(client: Client, metrics: Arc<Metrics>) -> Stores {
     let (writers, mut stores) = Writers::new(super::KINDS);
-    stores.changed = Some(broadcast::channel(super::CHANGES_BUFFERED).0);
+    stores.changed = Some(Announcer::new(super::CHANGES_BUFFERED));
     let Writers {
         environments,
         projects,
@@ -88,7 +87,7 @@ fn watch<K: Watched>(
 struct Feed<K: Watched> {
     kind: Arc<str>,
     /// Told of every object applied, after the store has it.
-    changed: Option<broadcast::Sender<Changed>>,
+    changed: Option<Announcer>,
     writer: Box<dyn Sink<K>>,
     unreadable: Unreadables,
     /// The unreadable objects of the list in progress.
@@ -112,10 +111,8 @@ impl<K: Watched> Feed<K> {
         });
         self.store(event);
         if let (Some(changed), Some((namespace, Some(name), gone))) = (&self.changed, touched) {
-            let kind = self.kind.clone();
-            // No listener (no loop running here) is not an error.
-            let _ = changed.send(Changed {
-                kind,
+            changed.announce(Changed {
+                kind: self.kind.clone(),
                 namespace,
                 name,
                 gone,
@@ -301,8 +298,9 @@ mod tests {
     #[test]
     fn every_applied_object_is_announced_after_the_store_has_it() {
         let (writers, mut stores) = Writers::new(0);
-        stores.changed = Some(broadcast::channel(8).0);
+        stores.changed = Some(Announcer::new(8));
         let mut changes = stores.changes().expect("a live view announces changes");
+        let mut deletions = stores.deletions().expect("and deletions");
         let mut feed = feed(&stores, writers.resources);
         feed.apply(Event::Init);
         feed.apply(Event::InitApply(seen("listed", json!("doclet"), "1")));
@@ -314,9 +312,24 @@ mod tests {
         while let Ok(change) = changes.try_recv() {
             assert_eq!(&*change.kind, "Resource");
             assert_eq!(change.namespace.as_deref(), Some("ns"));
-            names.push(change.name);
+            names.push((change.name, change.gone));
         }
-        assert_eq!(names, ["listed", "r", "r", "r"], "unreadable versions too");
+        let said = |name: &str, gone| (name.to_string(), gone);
+        let expected = [
+            said("listed", false),
+            said("r", false),
+            said("r", false),
+            said("r", true),
+        ];
+        assert_eq!(
+            names, expected,
+            "unreadable versions too; only the Delete is gone"
+        );
+        let deleted = deletions
+            .try_recv()
+            .expect("the deletion, on its own channel");
+        assert_eq!((deleted.name.as_str(), deleted.gone), ("r", true));
+        assert!(deletions.try_recv().is_err(), "nothing else");
         assert!(stores.resource("ns", "listed").is_some());
     }
 }

@@ -72,6 +72,11 @@ pub trait ClusterView: Send + Sync {
     fn changes(&self) -> Option<broadcast::Receiver<Changed>> {
         None
     }
+    /// The deletions among [`ClusterView::changes`], on a channel of their own: they are few, so
+    /// a listener that lags behind every change still hears of every deletion.
+    fn deletions(&self) -> Option<broadcast::Receiver<Changed>> {
+        None
+    }
 }
 
 /// An object the live view has just added, changed or forgotten.
@@ -86,6 +91,32 @@ pub struct Changed {
 
 /// Changes kept for a slow listener before it is told it lagged.
 pub const CHANGES_BUFFERED: usize = 4096;
+
+/// Where the live view announces what it applied: every change, and the deletions again on
+/// their own channel.
+#[derive(Clone)]
+pub struct Announcer {
+    changes: broadcast::Sender<Changed>,
+    deletions: broadcast::Sender<Changed>,
+}
+
+impl Announcer {
+    /// Channels keeping `buffered` announcements each for a slow listener.
+    pub fn new(buffered: usize) -> Self {
+        Announcer {
+            changes: broadcast::channel(buffered).0,
+            deletions: broadcast::channel(buffered).0,
+        }
+    }
+
+    pub fn announce(&self, change: Changed) {
+        // No listener (no loop running here) is not an error.
+        if change.gone {
+            let _ = self.deletions.send(change.clone());
+        }
+        let _ = self.changes.send(change);
+    }
+}
 
 /// One reflector store per kind bindguard reads.
 #[derive(Clone)]
@@ -107,7 +138,7 @@ pub struct Stores {
     /// Kinds whose first list has not completed yet.
     pending: Arc<AtomicUsize>,
     /// Where the live view announces what it applied ([`ClusterView::changes`]).
-    pub changed: Option<broadcast::Sender<Changed>>,
+    pub changed: Option<Announcer>,
 }
 
 /// The write side of [`Stores`].
@@ -292,7 +323,10 @@ impl ClusterView for Stores {
         self.pending.load(Ordering::SeqCst) == 0
     }
     fn changes(&self) -> Option<broadcast::Receiver<Changed>> {
-        self.changed.as_ref().map(broadcast::Sender::subscribe)
+        self.changed.as_ref().map(|a| a.changes.subscribe())
+    }
+    fn deletions(&self) -> Option<broadcast::Receiver<Changed>> {
+        self.changed.as_ref().map(|a| a.deletions.subscribe())
     }
 }
 

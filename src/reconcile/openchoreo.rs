@@ -249,10 +249,11 @@ async fn finalize(b: &Rrb, api: &Api<Rrb>, ctx: &Ctx) -> Result<Action, Error> {
 }
 
 /// Deletes the bindings of every Resource the cluster view sees deleted. Retain bindings then
-/// show RetainHold. Deletions are queued as they are announced and worked off beside, so a mass
-/// deletion never makes the listener fall behind the announcements and miss some.
+/// show RetainHold. Deletions come on the view's channel of deletions only, are queued as they
+/// are announced and worked off beside (once the loop holds every binding), so a mass deletion
+/// never makes the listener fall behind the announcements and miss some.
 async fn cascade_resource_deletion(ctx: Arc<Ctx>, bindings: Store<Rrb>) {
-    let Some(mut changes) = ctx.view.changes() else {
+    let Some(mut changes) = ctx.view.deletions() else {
         tracing::warn!(
             "the cluster view announces no changes: a deleted Resource keeps its bindings"
         );
@@ -269,13 +270,16 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>, bindings: Store<Rrb>) {
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => tracing::warn!(
                     missed,
-                    "cluster changes missed: the bindings of a Resource deleted among them stay"
+                    "Resource deletions missed: the bindings of those Resources stay"
                 ),
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
     };
     let work = async {
+        if bindings.wait_until_ready().await.is_err() {
+            return;
+        }
         while let Some(change) = queue.recv().await {
             delete_bindings_of(&change, &bindings, &ctx).await;
         }

@@ -94,17 +94,22 @@ async fn answer(
         return unjudged(route, &app, &body, Unjudged::Busy, started);
     };
     let deadline = started + budget;
-    let (phase, head) = (route.phase(), Head::peek(&body));
-    let (response, verdict, project_check) = if judged_in_place(phase, &head, body.len()) {
-        let answered = judge_with(&app, phase, &body, &head);
-        drop(permit);
-        answered
-    } else {
-        let task = judge_off_thread(phase, app.clone(), body.clone(), head.clone(), permit);
-        match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(answered)) => answered,
-            Ok(Err(_)) => return unjudged(route, &app, &body, Unjudged::Panicked, started),
-            Err(_) => return unjudged(route, &app, &body, Unjudged::TimedOut(budget), started),
+    let phase = route.phase();
+    // Even reading the head of a large body is left to the blocking pool.
+    let head = (body.len() <= IN_PLACE_BODY_BYTES).then(|| Head::peek(&body));
+    let ((response, verdict, project_check), head) = match head {
+        Some(head) if judged_in_place(phase, &head, &body) => {
+            let answered = judge_with(&app, phase, &body, &head);
+            drop(permit);
+            (answered, head)
+        }
+        head => {
+            let task = judge_off_thread(phase, app.clone(), body.clone(), head, permit);
+            match tokio::time::timeout_at(deadline, task).await {
+                Ok(Ok(answered)) => answered,
+                Ok(Err(_)) => return unjudged(route, &app, &body, Unjudged::Panicked, started),
+                Err(_) => return unjudged(route, &app, &body, Unjudged::TimedOut(budget), started),
+            }
         }
     };
     let (response, verdict) = match (route, project_check, &app.authorizer) {
@@ -119,16 +124,22 @@ async fn answer(
     response
 }
 
-/// Reviews at most this large that check no schema are judged where they arrive: their work is
-/// bounded by their size (tens of microseconds), less than a trip to the blocking pool and back
-/// costs in thread switches. Everything else, and a review whose head could not be read (so its
-/// kind is unknown), is judged off the async workers, within the deadline.
+/// Reviews at most this large, shallow, of a kind and operation read from their head, that check
+/// no schema, are judged where they arrive: their work is bounded by their size (tens of
+/// microseconds), less than a trip to the blocking pool and back costs in thread switches.
+/// Everything else is judged off the async workers, within the deadline.
 const IN_PLACE_BODY_BYTES: usize = 64 * 1024;
 
-fn judged_in_place(phase: Phase, head: &Head, body_len: usize) -> bool {
-    body_len <= IN_PLACE_BODY_BYTES
+fn judged_in_place(phase: Phase, head: &Head, body: &[u8]) -> bool {
+    let operation_read = matches!(
+        head.operation.as_str(),
+        "CREATE" | "UPDATE" | "DELETE" | "CONNECT"
+    );
+    body.len() <= IN_PLACE_BODY_BYTES
+        && operation_read
         && !head.kind.is_empty()
         && !policy::may_check_schema(phase, &head.group, &head.kind, &head.operation)
+        && matches!(admission::nesting_of(body), Ok(admission::Nesting::Shallow))
 }
 
 type Verdict = RequestLabels;
@@ -174,31 +185,26 @@ fn judge_off_thread(
     phase: Phase,
     app: Arc<App>,
     body: Bytes,
-    head: Head,
+    head: Option<Head>,
     permit: OwnedSemaphorePermit,
-) -> tokio::task::JoinHandle<(Response, Verdict, Option<ProjectCheck>)> {
+) -> tokio::task::JoinHandle<(Answered, Head)> {
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        judge_with(&app, phase, &body, &head)
+        let head = head.unwrap_or_else(|| Head::peek(&body));
+        (judge_with(&app, phase, &body, &head), head)
     })
 }
 
-fn judge_with(
-    app: &App,
-    phase: Phase,
-    body: &[u8],
-    head: &Head,
-) -> (Response, Verdict, Option<ProjectCheck>) {
+type Answered = (Response, Verdict, Option<ProjectCheck>);
+
+fn judge_with(app: &App, phase: Phase, body: &[u8], head: &Head) -> Answered {
     let span = head.span();
     let _entered = span.enter();
     let judged = (app.judge)(phase, body, &app.context());
     respond(head, judged)
 }
 
-fn respond(
-    head: &Head,
-    judged: Result<Judged, ReviewError>,
-) -> (Response, Verdict, Option<ProjectCheck>) {
+fn respond(head: &Head, judged: Result<Judged, ReviewError>) -> Answered {
     match judged {
         Ok(judged) => {
             log_verdict(head, &judged);
@@ -373,7 +379,7 @@ pub fn budget(query: Option<&str>) -> Duration {
 }
 
 /// The few request fields logs and refusals name, read without decoding the objects.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Head {
     uid: String,
     group: String,
