@@ -40,17 +40,6 @@ pub fn controller_config() -> kube::runtime::controller::Config {
         .concurrency(CONCURRENCY)
 }
 
-/// Drops from an object kept in a controller's store what no reconcile of its kind reads:
-/// managedFields, labels and annotations (kubectl's last-applied among them), together often
-/// larger than the rest of the object. Only for kinds the loop writes by patch, never by
-/// replacing the whole object, and whose reconciles read neither labels nor annotations.
-pub fn lean<K: kube::Resource>(object: &mut K) {
-    let meta = object.meta_mut();
-    meta.managed_fields = None;
-    meta.labels = None;
-    meta.annotations = None;
-}
-
 /// What every reconcile shares.
 pub struct Ctx {
     pub client: Client,

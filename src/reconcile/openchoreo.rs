@@ -52,10 +52,14 @@ pub async fn run(ctx: Arc<Ctx>) {
     tokio::join!(reconciles, cascade);
 }
 
-/// What the loop keeps of a binding: no metadata it does not read ([`super::lean`]) and no status
-/// outputs (it writes conditions only, by merge patch).
+/// What the loop keeps of a binding: not what it never reads (managedFields, labels,
+/// annotations with kubectl's last-applied copy, status outputs), together often larger than the
+/// rest. It writes finalizers by JSON patch and conditions by merge patch, never the whole object.
 fn lean(binding: &mut Rrb) {
-    super::lean(binding);
+    let meta = &mut binding.metadata;
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.annotations = None;
     if let Some(status) = binding.status.as_mut() {
         status.outputs = Vec::new();
     }
@@ -264,8 +268,8 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>, bindings: Store<Rrb>) {
     let listen = async move {
         loop {
             match changes.recv().await {
-                Ok(change) if change.gone && *change.kind == *resource => {
-                    let _ = deleted.send(change);
+                Ok(deletion) if *deletion.kind == *resource => {
+                    let _ = deleted.send(deletion);
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => tracing::warn!(

@@ -124,10 +124,11 @@ async fn answer(
     response
 }
 
-/// Reviews at most this large, shallow, of a kind and operation read from their head, that check
-/// no schema, are judged where they arrive: their work is bounded by their size (tens of
-/// microseconds), less than a trip to the blocking pool and back costs in thread switches.
-/// Everything else is judged off the async workers, within the deadline.
+/// Reviews at most this large, of a kind and operation read from their head, that check no
+/// schema, are judged where they arrive: their work is bounded by their size (tens of
+/// microseconds; a deeply nested one is judged on a stack of its own, as anywhere), less than a
+/// trip to the blocking pool and back costs in thread switches. Everything else is judged off
+/// the async workers, within the deadline.
 const IN_PLACE_BODY_BYTES: usize = 64 * 1024;
 
 fn judged_in_place(phase: Phase, head: &Head, body: &[u8]) -> bool {
@@ -139,7 +140,6 @@ fn judged_in_place(phase: Phase, head: &Head, body: &[u8]) -> bool {
         && operation_read
         && !head.kind.is_empty()
         && !policy::may_check_schema(phase, &head.group, &head.kind, &head.operation)
-        && matches!(admission::nesting_of(body), Ok(admission::Nesting::Shallow))
 }
 
 type Verdict = RequestLabels;
