@@ -133,6 +133,7 @@ struct Meta {
     resource_version: Option<String>,
     generation: Option<i64>,
     labels: Option<BTreeMap<String, String>>,
+    finalizers: Option<Vec<String>>,
     deletion_timestamp: Option<Time>,
 }
 
@@ -145,6 +146,7 @@ impl From<Meta> for ObjectMeta {
             resource_version: m.resource_version,
             generation: m.generation,
             labels: m.labels,
+            finalizers: m.finalizers,
             deletion_timestamp: m.deletion_timestamp,
             ..ObjectMeta::default()
         }
@@ -256,6 +258,53 @@ pub struct BindingFacts {
     environment: String,
     resource_release: Option<String>,
     retain_policy: Option<String>,
+    /// Captured as text (no depth limit); parsed once the binding is assembled.
+    resource_type_environment_configs: Option<Box<RawValue>>,
+}
+
+/// A binding's status as the loop reads it: its conditions, whatever their shape. Anything that
+/// is not a condition list, or a field of the wrong type, reads as absent, so a binding never
+/// becomes unreadable for its status.
+pub struct BindingStatusFacts(Vec<Condition>);
+
+impl<'de> Deserialize<'de> for BindingStatusFacts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Status {
+            conditions: Option<Box<RawValue>>,
+        }
+        let status = Option::<Status>::deserialize(deserializer).unwrap_or(None);
+        let listed = status
+            .and_then(|s| s.conditions)
+            .and_then(|raw| serde_json::from_str::<Vec<Box<RawValue>>>(raw.get()).ok())
+            .unwrap_or_default();
+        Ok(BindingStatusFacts(
+            listed
+                .iter()
+                .map(|raw| lenient_condition(raw.get()))
+                .collect(),
+        ))
+    }
+}
+
+/// One condition, each field read alone: a field of the wrong type is empty.
+fn lenient_condition(json: &str) -> Condition {
+    let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_str(json).unwrap_or_default();
+    let text = |key: &str| {
+        fields
+            .get(key)
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+    };
+    Condition {
+        type_: text("type").unwrap_or_default(),
+        status: text("status").unwrap_or_default(),
+        reason: text("reason").unwrap_or_default(),
+        message: text("message").unwrap_or_default(),
+        last_transition_time: text("lastTransitionTime"),
+        observed_generation: fields
+            .get("observedGeneration")
+            .and_then(|raw| serde_json::from_str(raw.get()).ok()),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -384,19 +433,31 @@ impl ResourceReleaseBinding {
 
 impl Watched for ResourceReleaseBinding {
     type Spec = BindingFacts;
-    type Status = IgnoredAny;
-    fn assemble(metadata: ObjectMeta, spec: BindingFacts, _: Option<IgnoredAny>) -> Self {
+    type Status = BindingStatusFacts;
+    fn assemble(
+        metadata: ObjectMeta,
+        spec: BindingFacts,
+        status: Option<BindingStatusFacts>,
+    ) -> Self {
+        // Configs nested past serde_json's limit are not kept: admission refuses such a
+        // binding, and the loop then checks no configs of it.
+        let configs = spec.resource_type_environment_configs;
         let spec = ResourceReleaseBindingSpec {
             owner: spec.owner,
             environment: spec.environment,
             resource_release: spec.resource_release,
             retain_policy: spec.retain_policy,
-            resource_type_environment_configs: None,
+            resource_type_environment_configs: configs
+                .and_then(|raw| serde_json::from_str(raw.get()).ok()),
         };
+        let conditions = status.map(|s| s.0).unwrap_or_default();
         ResourceReleaseBinding {
             metadata,
             spec,
-            status: None,
+            status: Some(ResourceReleaseBindingStatus {
+                conditions,
+                outputs: Vec::new(),
+            }),
         }
     }
 }

@@ -7,13 +7,14 @@
 
 pub mod facts;
 pub mod files;
+pub mod held;
 pub mod index;
 pub mod live;
 pub mod schemas;
 pub mod targets;
 
 pub use index::{Index, Keeper};
-pub use targets::{Targets, TargetsWriter};
+pub use targets::{Books, Listed, Targets, TargetsWriter};
 
 use crate::crd::*;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -44,6 +45,19 @@ pub trait ClusterView: Send + Sync {
             .into_iter()
             .filter(|b| targets(b, resource, environment))
             .collect()
+    }
+    /// The binding `namespace/name` with everything the reconcile loop reads of it; `None` when
+    /// this view keeps no such binding.
+    fn release_binding_books(&self, _namespace: &str, _name: &str) -> Option<Books> {
+        None
+    }
+    /// `(namespace, name)` of every binding `pick` chooses, in `namespace` or in all namespaces.
+    fn release_binding_names(
+        &self,
+        _namespace: Option<&str>,
+        _pick: &dyn Fn(&Listed) -> bool,
+    ) -> Vec<(String, String)> {
+        Vec::new()
     }
     fn promise(&self, name: &str) -> Option<Arc<Promise>>;
     /// Every revision whose `spec.promiseRef.name` is `promise`.
@@ -288,6 +302,16 @@ impl ClusterView for Stores {
         environment: &str,
     ) -> Vec<Arc<ResourceReleaseBinding>> {
         self.release_bindings.to(namespace, resource, environment)
+    }
+    fn release_binding_books(&self, namespace: &str, name: &str) -> Option<Books> {
+        self.release_bindings.books(namespace, name)
+    }
+    fn release_binding_names(
+        &self,
+        namespace: Option<&str>,
+        pick: &dyn Fn(&Listed) -> bool,
+    ) -> Vec<(String, String)> {
+        self.release_bindings.names_where(namespace, pick)
     }
     fn promise(&self, name: &str) -> Option<Arc<Promise>> {
         get(&self.promises, None, name)

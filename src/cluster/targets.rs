@@ -1,11 +1,14 @@
-//! ResourceReleaseBindings as the rules read them: which binding of which project holds which
-//! target (namespace, resource, environment), and whether it is being deleted. Bindings are the
-//! kind a platform has most of, so the view keeps a small record per binding filed by target,
-//! never the binding itself, and rebuilds a binding holding exactly those facts when asked.
+//! ResourceReleaseBindings as the rules and the reconcile loop read them: which binding of which
+//! project holds which target (namespace, resource, environment), and whether it is being
+//! deleted; for the loop also its release, retain policy, environment configs, generation, our
+//! finalizer's place and its conditions in brief ([`super::held`]). Bindings are the kind a
+//! platform has most of, so the view keeps a small record per binding filed by target, never
+//! the binding itself, and rebuilds a binding holding exactly those facts when asked.
 
 use super::Sink;
+use super::held::{Finalizers, Held};
 use super::object_key;
-use crate::crd::{BindingOwner, ResourceReleaseBinding, ResourceReleaseBindingSpec};
+use crate::crd::{BindingOwner, RRB_FINALIZER, ResourceReleaseBinding, ResourceReleaseBindingSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ObjectMeta;
 use kube::runtime::watcher::Event;
@@ -20,6 +23,61 @@ struct Record {
     name: Box<str>,
     project: Box<str>,
     deleting: Option<Time>,
+    /// The rest only the loop reads.
+    kept: Box<Kept>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    uid: Option<Box<str>>,
+    generation: Option<i64>,
+    release: Option<Box<str>>,
+    retain_policy: Option<Box<str>>,
+    /// `spec.resourceTypeEnvironmentConfigs` as compact JSON.
+    configs: Option<Box<str>>,
+    finalizers: Finalizers,
+    conditions: Box<[Held]>,
+}
+
+impl Kept {
+    fn of(binding: &Rrb) -> Kept {
+        let spec = &binding.spec;
+        let meta = &binding.metadata;
+        let configs = spec.resource_type_environment_configs.as_ref();
+        let conditions = binding.status.iter().flat_map(|s| &s.conditions);
+        Kept {
+            uid: meta.uid.as_deref().map(Box::from),
+            generation: meta.generation,
+            release: spec.resource_release.as_deref().map(Box::from),
+            retain_policy: spec.retain_policy.as_deref().map(Box::from),
+            configs: configs.map(|v| v.to_string().into_boxed_str()),
+            finalizers: Finalizers::of(
+                meta.finalizers.as_deref().unwrap_or_default(),
+                RRB_FINALIZER,
+            ),
+            conditions: conditions.map(Held::of).collect(),
+        }
+    }
+}
+
+/// A binding as the reconcile loop reads it from the view.
+#[derive(Clone, Debug)]
+pub struct Books {
+    /// Its identity, spec (environment configs included) and deletion; no status.
+    pub binding: Rrb,
+    pub finalizers: Finalizers,
+    pub conditions: Vec<Held>,
+}
+
+/// The fields of a kept binding a referent change is matched against.
+pub struct Listed<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub project: &'a str,
+    pub resource: &'a str,
+    pub environment: &'a str,
+    pub release: Option<&'a str>,
+    pub deleting: bool,
 }
 
 #[derive(Default)]
@@ -50,6 +108,7 @@ impl Filed {
             name: name.into(),
             project: spec.owner.project_name.as_str().into(),
             deleting: binding.metadata.deletion_timestamp.clone(),
+            kept: Box::new(Kept::of(binding)),
         });
         records.shrink_to_fit();
         self.by_name
@@ -92,10 +151,7 @@ impl Targets {
         let filed = self.0.read().unwrap_or_else(|p| p.into_inner());
         let mut found = Vec::new();
         for (key, records) in &filed.by_target {
-            let mut parts = key.split('\0');
-            let (Some(ns), Some(resource), Some(environment)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
+            let Some((ns, resource, environment)) = split(key) else {
                 continue;
             };
             if ns == namespace {
@@ -104,6 +160,67 @@ impl Targets {
                         .iter()
                         .map(|r| rebuild(r, ns, resource, environment)),
                 );
+            }
+        }
+        found
+    }
+
+    /// The binding `namespace/name` with everything the loop reads of it.
+    pub fn books(&self, namespace: &str, name: &str) -> Option<Books> {
+        let filed = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let key = filed.by_name.get(object_key(namespace, name).as_str())?;
+        let record = filed
+            .by_target
+            .get(key)?
+            .iter()
+            .find(|r| &*r.name == name)?;
+        let (_, resource, environment) = split(key)?;
+        let mut binding = Arc::unwrap_or_clone(rebuild(record, namespace, resource, environment));
+        let kept = &record.kept;
+        binding.metadata.uid = kept.uid.as_deref().map(String::from);
+        binding.metadata.generation = kept.generation;
+        let spec = &mut binding.spec;
+        spec.resource_release = kept.release.as_deref().map(String::from);
+        spec.retain_policy = kept.retain_policy.as_deref().map(String::from);
+        spec.resource_type_environment_configs = kept
+            .configs
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok());
+        Some(Books {
+            binding,
+            finalizers: kept.finalizers,
+            conditions: kept.conditions.to_vec(),
+        })
+    }
+
+    /// `namespace/name` of every kept binding `pick` chooses, in `namespace` or in all.
+    pub fn names_where(
+        &self,
+        namespace: Option<&str>,
+        pick: &dyn Fn(&Listed) -> bool,
+    ) -> Vec<(String, String)> {
+        let filed = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let mut found = Vec::new();
+        for (key, records) in &filed.by_target {
+            let Some((ns, resource, environment)) = split(key) else {
+                continue;
+            };
+            if namespace.is_some_and(|wanted| wanted != ns) {
+                continue;
+            }
+            for r in records {
+                let listed = Listed {
+                    namespace: ns,
+                    name: &r.name,
+                    project: &r.project,
+                    resource,
+                    environment,
+                    release: r.kept.release.as_deref(),
+                    deleting: r.deleting.is_some(),
+                };
+                if pick(&listed) {
+                    found.push((ns.to_string(), r.name.to_string()));
+                }
             }
         }
         found
@@ -122,7 +239,13 @@ impl Targets {
     }
 }
 
-/// A binding holding exactly the kept facts.
+/// Namespace, resource and environment of a [`ResourceReleaseBinding::target_key`].
+fn split(key: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = key.split('\0');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+/// A binding holding exactly the facts the rules read.
 fn rebuild(record: &Record, namespace: &str, resource: &str, environment: &str) -> Arc<Rrb> {
     Arc::new(Rrb {
         metadata: ObjectMeta {

@@ -1,6 +1,8 @@
 //! Pure condition computation for ResourceReleaseBindings and ResourceBindings: no I/O, no clock.
 
+use crate::cluster::held::{Held, time_of};
 use crate::crd::Condition;
+use serde_json::json;
 
 pub const SYNCED: &str = "Synced";
 pub const RESOURCES_READY: &str = "ResourcesReady";
@@ -167,6 +169,60 @@ pub fn merge(old: &[Condition], new: Vec<Condition>, now: &str) -> Vec<Condition
         out.push(c);
     }
     out
+}
+
+/// How to bring a binding's conditions, as the view holds them, to what is wanted.
+#[derive(Debug, PartialEq)]
+pub enum StatusWrite {
+    /// A merge patch setting the whole list: the binding has no conditions yet.
+    Whole(serde_json::Value),
+    /// A JSON patch replacing each changed condition where it sits (after testing its type,
+    /// so a list reordered meanwhile fails instead of being overwritten) and appending new
+    /// ones; every other condition is left as it is.
+    Steps(serde_json::Value),
+}
+
+/// The write that brings `held` to `wanted`, with `lastTransitionTime` kept where the status
+/// did not change and `now` where it did, and what the view will hold after it; `None` when
+/// every wanted condition is held already.
+pub fn status_write(
+    held: &[Held],
+    wanted: Vec<Condition>,
+    now: &str,
+) -> Option<(StatusWrite, Vec<Held>)> {
+    let mut after = held.to_vec();
+    let mut merged = Vec::new();
+    let mut steps = Vec::new();
+    for mut c in wanted {
+        let at = held.iter().position(|h| h.type_.is(&c.type_));
+        c.last_transition_time = match at.map(|i| held[i]) {
+            Some(h) if h.status.is(&c.status) => h.since.and_then(time_of),
+            _ => Some(now.to_string()),
+        };
+        let now_held = Held::of(&c);
+        match at {
+            Some(i) if held[i].digest == now_held.digest => {}
+            Some(i) => {
+                let path = format!("/status/conditions/{i}");
+                steps.push(json!({"op": "test", "path": format!("{path}/type"), "value": c.type_}));
+                steps.push(json!({"op": "replace", "path": path, "value": c}));
+                after[i] = now_held;
+            }
+            None => {
+                steps.push(json!({"op": "add", "path": "/status/conditions/-", "value": c}));
+                after.push(now_held);
+            }
+        }
+        merged.push(c);
+    }
+    if steps.is_empty() {
+        return None;
+    }
+    let write = match held.is_empty() {
+        true => StatusWrite::Whole(json!({"status": {"conditions": merged}})),
+        false => StatusWrite::Steps(serde_json::Value::Array(steps)),
+    };
+    Some((write, after))
 }
 
 /// Whether two condition lists say the same thing (order-insensitive).
@@ -384,5 +440,85 @@ mod tests {
         let (c, v) = resolve_version("redis", "v9", &vs, None, None);
         assert_eq!((c.reason.as_str(), v), ("RevisionNotFound", None));
         assert!(c.message.contains("\"v9\"") && c.message.contains("v0.1.0, v0.2.0"));
+    }
+
+    const T1: &str = "2026-12-07T10:00:00Z";
+    const T2: &str = "2026-12-07T11:00:00Z";
+
+    fn whole(write: StatusWrite) -> Vec<Condition> {
+        let StatusWrite::Whole(patch) = write else {
+            panic!("a whole list: {write:?}");
+        };
+        serde_json::from_value(patch["status"]["conditions"].clone()).unwrap()
+    }
+
+    fn steps(write: StatusWrite) -> Vec<(String, String)> {
+        let StatusWrite::Steps(ops) = write else {
+            panic!("steps: {write:?}");
+        };
+        let ops = ops.as_array().unwrap().iter();
+        ops.map(|op| {
+            (
+                op["op"].as_str().unwrap().into(),
+                op["path"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_status_write_carries_times_over_and_touches_only_what_changed() {
+        let first = binding_conditions(&binding(), &facts());
+        let (write, held) = status_write(&[], first.clone(), T1).expect("no conditions yet");
+        let written = whole(write);
+        assert_eq!(written.len(), 4);
+        assert!(
+            written
+                .iter()
+                .all(|c| c.last_transition_time.as_deref() == Some(T1))
+        );
+        assert_eq!(held, written.iter().map(Held::of).collect::<Vec<_>>());
+        assert_eq!(status_write(&held, first, T2), None, "nothing changed");
+
+        // Someone else's condition first: ours are addressed where they sit.
+        let foreign = Condition {
+            type_: "Deployed".into(),
+            status: "True".into(),
+            ..Condition::default()
+        };
+        let mut shifted = vec![Held::of(&foreign)];
+        shifted.extend(&held);
+        let no_project = Facts {
+            project: false,
+            ..facts()
+        };
+        let (write, after) =
+            status_write(&shifted, binding_conditions(&binding(), &no_project), T2).unwrap();
+        let changed = |i: usize| {
+            let path = format!("/status/conditions/{i}");
+            [
+                ("test".into(), format!("{path}/type")),
+                ("replace".into(), path),
+            ]
+        };
+        let expected: Vec<(String, String)> = [1, 2, 3, 4].into_iter().flat_map(changed).collect();
+        assert_eq!(
+            steps(write),
+            expected,
+            "Synced, both Unknowns' reasons, Ready"
+        );
+        assert_eq!(after[0], shifted[0], "the foreign condition is untouched");
+        let unknown = after[2];
+        assert_eq!(unknown.since, held[1].since, "status unchanged: time kept");
+        assert_ne!(
+            after[1].since, held[0].since,
+            "Synced turned False: time now"
+        );
+
+        let (write, after) =
+            status_write(&after, vec![finalizing("RetainHold", None)], T2).unwrap();
+        let add = ("add".to_string(), "/status/conditions/-".to_string());
+        assert_eq!(steps(write), [add]);
+        assert!(after[5].reason.is("RetainHold"));
     }
 }

@@ -6,6 +6,7 @@ pub mod kratix;
 pub mod leader;
 pub mod openchoreo;
 pub mod promote;
+pub mod queue;
 pub mod requests;
 
 use crate::cluster::ClusterView;

@@ -1,152 +1,167 @@
 //! OpenChoreo bookkeeping: the ResourceReleaseBinding finalizer, its Synced/Ready conditions
 //! recomputed whenever a referent changes, RetainHold on deletion, and bindings deleted with
-//! their Resource (told by the cluster view's announced changes, as referent changes are).
+//! their Resource.
+//!
+//! The loop watches nothing itself: the cluster view announces every change it applies (its
+//! own watches, one per kind and process), bindings included, and keeps what the loop reads of
+//! each binding ([`crate::cluster::Books`]). Each change is mapped to the bindings it affects
+//! and queued ([`super::queue`]); a reconcile reads the view, which already has the change.
 
-use super::conditions::{self, BindingView, binding_conditions, finalizing, merge, same};
-use super::{Ctx, Error, observed, on_error};
-use crate::cluster::Changed;
+use super::conditions::{
+    self, BindingView, StatusWrite, binding_conditions, finalizing, status_write,
+};
+use super::queue::Queue;
+use super::{Ctx, Error};
+use crate::cluster::held::{Finalizers, Held};
+use crate::cluster::{Books, Changed, ClusterView, Listed};
 use crate::crd::*;
 use crate::policy::referents::{self, DELETE, RETAIN};
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use kube::Resource as _;
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tracing::Instrument;
 
 type Rrb = ResourceReleaseBinding;
+/// A binding's namespace and name.
+type Key = (String, String);
+const KIND: &str = "ResourceReleaseBinding";
 
-/// Bindings are watched here; their referents are not: every referent change the cluster view
-/// applies (its own watches, one per kind and process) is mapped to the bindings it affects, so a
-/// triggered reconcile always reads a view that already has the change.
+/// How soon a failed reconcile runs again.
+const RETRY: Duration = Duration::from_secs(5);
+/// How often to look whether the view has listed every kind yet.
+const SYNC_POLL: Duration = Duration::from_millis(500);
+
 pub async fn run(ctx: Arc<Ctx>) {
-    let c = ctx.client.clone();
-    let (store, writer) = reflector::store();
-    let bindings = watcher(Api::<Rrb>::all(c), watcher::Config::default()).modify(lean);
-    let controller = Controller::for_stream(
-        reflector::reflector(writer, bindings).applied_objects(),
-        store,
-    )
-    .with_config(super::controller_config());
-    let store = controller.store();
-    let changes = ctx.view.changes();
-    if changes.is_none() {
-        tracing::warn!(
-            "the cluster view announces no changes: bindings follow their referents only every 5 minutes"
-        );
-    }
-    let cascade = cascade_resource_deletion(ctx.clone(), store.clone());
-    let reconciles = controller
-        .reconcile_on(affected_by_changes(changes, store))
-        .run(
-            observed("ResourceReleaseBinding", ctx.metrics.clone(), reconcile),
-            |_, e, c: Arc<Ctx>| on_error("ResourceReleaseBinding", e, &c),
-            ctx,
-        )
-        .for_each(|_| async {});
-    tokio::join!(reconciles, cascade);
+    let Some(changes) = ctx.view.changes() else {
+        tracing::warn!("the cluster view announces no changes: bindings are not reconciled");
+        return;
+    };
+    tokio::join!(
+        reconcile_bindings(ctx.clone(), changes),
+        cascade_resource_deletion(ctx)
+    );
 }
 
-/// What the loop keeps of a binding: not what it never reads (managedFields, labels,
-/// annotations with kubectl's last-applied copy, status outputs), together often larger than the
-/// rest. It writes finalizers by JSON patch and conditions by merge patch, never the whole object.
-fn lean(binding: &mut Rrb) {
-    let meta = &mut binding.metadata;
-    meta.managed_fields = None;
-    meta.labels = None;
-    meta.annotations = None;
-    if let Some(status) = binding.status.as_mut() {
-        status.outputs = Vec::new();
+async fn synced(view: &dyn ClusterView) {
+    while !view.is_synced() {
+        tokio::time::sleep(SYNC_POLL).await;
     }
 }
 
-/// The bindings each announced change affects; all of them when changes were missed.
-fn affected_by_changes(
-    changes: Option<broadcast::Receiver<Changed>>,
-    store: Store<Rrb>,
-) -> impl futures::Stream<Item = ObjectRef<Rrb>> + Send + 'static {
-    futures::stream::unfold((changes, store), |(changes, store)| async move {
-        let mut changes = changes?;
-        let affected = match changes.recv().await {
-            Ok(change) => affected(&store, &change),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "referent changes missed; looking at every binding");
-                every(&store, |_| true)
+/// Every binding once the view has listed every kind, then those each announced change
+/// affects (all of them when changes were missed), at most [`super::CONCURRENCY`] at a time.
+async fn reconcile_bindings(ctx: Arc<Ctx>, mut changes: broadcast::Receiver<Changed>) {
+    synced(ctx.view.as_ref()).await;
+    let mut queue = Queue::new(super::DEBOUNCE);
+    for key in every(ctx.view.as_ref()) {
+        queue.trigger(key);
+    }
+    let mut running = FuturesUnordered::new();
+    let mut listening = true;
+    loop {
+        tokio::select! {
+            change = changes.recv(), if listening => match change {
+                Ok(change) => affected(ctx.view.as_ref(), &change)
+                    .into_iter()
+                    .for_each(|key| queue.trigger(key)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "changes missed; looking at every binding");
+                    every(ctx.view.as_ref()).into_iter().for_each(|key| queue.trigger(key));
+                }
+                Err(broadcast::error::RecvError::Closed) => listening = false,
+            },
+            Some(key) = queue.next(), if running.len() < usize::from(super::CONCURRENCY) => {
+                running.push(observed(ctx.clone(), key));
             }
-            Err(broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((futures::stream::iter(affected), (Some(changes), store)))
-    })
-    .flatten()
+            Some((key, again)) = running.next() => {
+                queue.done(&key);
+                if let Some(after) = again {
+                    queue.requeue(key, after);
+                }
+            }
+            else => return,
+        }
+    }
 }
 
-/// The bindings a change of a referent affects: those in its namespace that name it (every one
-/// in the namespace for a ResourceType, every one for a ClusterResourceType).
-fn affected(store: &Store<Rrb>, change: &Changed) -> Vec<ObjectRef<Rrb>> {
+/// One reconcile in a span naming the binding, timed and counted; failures run again after
+/// [`RETRY`].
+async fn observed(ctx: Arc<Ctx>, key: Key) -> (Key, Option<Duration>) {
+    let span = tracing::info_span!("reconcile", kind = KIND, namespace = key.0, name = key.1);
+    let started = Instant::now();
+    let outcome = reconcile(&ctx, &key).instrument(span.clone()).await;
+    ctx.metrics.reconcile_took(KIND, started.elapsed());
+    let again = match outcome {
+        Ok(()) => {
+            ctx.metrics.reconcile(KIND, "ok");
+            None
+        }
+        Err(error) => {
+            ctx.metrics.reconcile(KIND, "error");
+            span.in_scope(|| tracing::warn!(kind = KIND, %error, "reconcile failed; requeueing"));
+            Some(RETRY)
+        }
+    };
+    (key, again)
+}
+
+fn every(view: &dyn ClusterView) -> Vec<Key> {
+    view.release_binding_names(None, &|_| true)
+}
+
+/// The bindings a change affects: a binding itself, or those in a referent's namespace that
+/// name it (every one in the namespace for a ResourceType, every one for a ClusterResourceType).
+fn affected(view: &dyn ClusterView, change: &Changed) -> Vec<Key> {
     let name = change.name.as_str();
-    let here = |b: &Rrb| b.metadata.namespace == change.namespace;
+    let here = change.namespace.as_deref();
+    let within = |pick: &dyn Fn(&Listed) -> bool| match here {
+        Some(ns) => view.release_binding_names(Some(ns), pick),
+        None => Vec::new(),
+    };
     match &*change.kind {
-        "Environment" => every(store, |b| here(b) && b.spec.environment == name),
-        "Resource" => every(store, |b| here(b) && b.spec.owner.resource_name == name),
-        "ResourceRelease" => every(store, |b| {
-            here(b) && b.spec.resource_release.as_deref() == Some(name)
-        }),
-        "Project" => every(store, |b| here(b) && b.spec.owner.project_name == name),
-        "ResourceType" => every(store, here),
-        "ClusterResourceType" => every(store, |_| true),
+        KIND => match (here, change.gone) {
+            (Some(ns), false) => vec![(ns.to_string(), name.to_string())],
+            _ => Vec::new(),
+        },
+        "Environment" => within(&|b| b.environment == name),
+        "Resource" => within(&|b| b.resource == name),
+        "ResourceRelease" => within(&|b| b.release == Some(name)),
+        "Project" => within(&|b| b.project == name),
+        "ResourceType" => within(&|_| true),
+        "ClusterResourceType" => every(view),
         _ => Vec::new(),
     }
 }
 
-fn every(store: &Store<Rrb>, matches: impl Fn(&Rrb) -> bool) -> Vec<ObjectRef<Rrb>> {
-    store
-        .state()
-        .into_iter()
-        .filter(|b| matches(b))
-        .map(|b| ObjectRef::from_obj(&*b))
-        .collect()
-}
-
-/// How soon to look again when the view has not caught up with the cluster yet.
-const VIEW_NOT_SYNCED: Duration = Duration::from_secs(2);
-
-async fn reconcile(binding: Arc<Rrb>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    if !ctx.view.is_synced() {
-        return Ok(Action::requeue(VIEW_NOT_SYNCED));
-    }
-    let ns = binding.namespace().unwrap_or_default();
-    let api: Api<Rrb> = Api::namespaced(ctx.client.clone(), &ns);
-    let ours = binding.finalizers().iter().any(|f| f == RRB_FINALIZER);
-    let action = match (binding.metadata.deletion_timestamp.is_some(), ours) {
-        (true, false) => Action::await_change(),
-        (true, true) => finalize(&binding, &api, &ctx).await?,
-        (false, _) => {
-            // The patched object carries the status as the server has it now, so the condition
-            // write below is the only other one; the finalizer's own watch event is debounced
-            // ([`super::DEBOUNCE`]) until this write has been seen, and then nothing changed.
-            let binding = match ours {
-                true => binding,
-                false => set_finalizer(&api, &binding, true)
-                    .await?
-                    .map_or(binding, Arc::new),
-            };
-            let facts = referents::facts(ctx.view.as_ref(), &ctx.schemas, &ns, &binding);
-            let wanted = binding_conditions(&view(&binding), &facts);
-            let synced = wanted
-                .iter()
-                .any(|c| c.type_ == conditions::SYNCED && c.status == "True");
-            write_conditions(&api, &binding, wanted).await?;
-            // A referent that is missing may be on its way: look again soon.
-            Action::requeue(Duration::from_secs(if synced { 300 } else { 5 }))
-        }
+async fn reconcile(ctx: &Ctx, (ns, name): &Key) -> Result<(), Error> {
+    let Some(mut books) = ctx.view.release_binding_books(ns, name) else {
+        return Ok(());
     };
-    ctx.metrics.reconcile("ResourceReleaseBinding", "ok");
-    Ok(action)
+    let api: Api<Rrb> = Api::namespaced(ctx.client.clone(), ns);
+    let ours = books.finalizers.ours_at.is_some();
+    match (books.binding.metadata.deletion_timestamp.is_some(), ours) {
+        (true, false) => {}
+        (true, true) => finalize(&mut books, &api, ctx).await?,
+        (false, _) => {
+            // The conditions are written apart from the finalizer; the watch events of both
+            // writes reach the view within the debounce ([`super::DEBOUNCE`]), and the
+            // reconcile they trigger then finds nothing to change.
+            if !ours {
+                set_finalizer(&api, name, books.finalizers, true).await?;
+            }
+            let b = &books.binding;
+            let facts = referents::facts(ctx.view.as_ref(), &ctx.schemas, ns, b);
+            let wanted = binding_conditions(&view(b), &facts);
+            write_conditions(&api, name, &mut books.conditions, wanted).await?;
+        }
+    }
+    Ok(())
 }
 
 fn view(b: &Rrb) -> BindingView {
@@ -159,13 +174,16 @@ fn view(b: &Rrb) -> BindingView {
     }
 }
 
-/// Adds or removes our finalizer with a JSON patch that tests what it changes, so a concurrent
-/// edit of the list fails (and requeues) instead of being overwritten. Returns the patched
-/// object, or `None` when there was nothing to change.
-async fn set_finalizer(api: &Api<Rrb>, b: &Rrb, present: bool) -> Result<Option<Rrb>, Error> {
-    let list = b.finalizers();
-    let ops = match (present, list.iter().position(|f| f == RRB_FINALIZER)) {
-        (true, None) if list.is_empty() => {
+/// Adds or removes our finalizer with a JSON patch that tests what it removes, so a concurrent
+/// edit of the list fails (and requeues) instead of being overwritten.
+async fn set_finalizer(
+    api: &Api<Rrb>,
+    name: &str,
+    held: Finalizers,
+    present: bool,
+) -> Result<(), Error> {
+    let ops = match (present, held.ours_at) {
+        (true, None) if held.count == 0 => {
             json!([{"op": "add", "path": "/metadata/finalizers", "value": [RRB_FINALIZER]}])
         }
         (true, None) => {
@@ -175,88 +193,89 @@ async fn set_finalizer(api: &Api<Rrb>, b: &Rrb, present: bool) -> Result<Option<
             {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": RRB_FINALIZER},
             {"op": "remove", "path": format!("/metadata/finalizers/{i}")},
         ]),
-        _ => return Ok(None),
+        _ => return Ok(()),
     };
     let patch: json_patch::Patch =
         serde_json::from_value(ops).map_err(|e| Error::Other(e.to_string()))?;
-    let patched = api
-        .patch(
-            &b.name_any(),
-            &PatchParams::default(),
-            &Patch::Json::<()>(patch),
-        )
+    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
         .await?;
-    Ok(Some(patched))
+    Ok(())
 }
 
-/// Merges `wanted` into the status conditions; writes nothing when nothing changed.
-async fn write_conditions(api: &Api<Rrb>, b: &Rrb, wanted: Vec<Condition>) -> Result<bool, Error> {
-    let old = b
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let merged = merge(&old, wanted, &super::now());
-    if same(&old, &merged) {
+/// Brings the conditions to `wanted` ([`status_write`]); writes nothing when nothing changed.
+/// `held` follows the write, for a second write in the same reconcile.
+async fn write_conditions(
+    api: &Api<Rrb>,
+    name: &str,
+    held: &mut Vec<Held>,
+    wanted: Vec<Condition>,
+) -> Result<bool, Error> {
+    let Some((write, after)) = status_write(held, wanted, &super::now()) else {
         return Ok(false);
-    }
-    let patch = json!({"status": {"conditions": merged}});
-    api.patch_status(
-        &b.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    };
+    let params = PatchParams::default();
+    match write {
+        StatusWrite::Whole(patch) => {
+            api.patch_status(name, &params, &Patch::Merge(&patch))
+                .await?
+        }
+        StatusWrite::Steps(ops) => {
+            let patch: json_patch::Patch =
+                serde_json::from_value(ops).map_err(|e| Error::Other(e.to_string()))?;
+            api.patch_status(name, &params, &Patch::Json::<()>(patch))
+                .await?
+        }
+    };
+    *held = after;
     Ok(true)
 }
 
-async fn finalize(b: &Rrb, api: &Api<Rrb>, ctx: &Ctx) -> Result<Action, Error> {
+async fn finalize(books: &mut Books, api: &Api<Rrb>, ctx: &Ctx) -> Result<(), Error> {
+    let b = &books.binding;
+    let name = b.metadata.name.as_deref().unwrap_or_default();
     let g = b.metadata.generation;
-    let reason = b.status.as_ref().and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == conditions::FINALIZING)
-            .map(|c| c.reason.as_str())
-    });
-    if reason.is_none() {
-        write_conditions(api, b, vec![finalizing("Finalizing", g)]).await?;
+    let finalizing_now = books
+        .conditions
+        .iter()
+        .find(|h| h.type_.is(conditions::FINALIZING))
+        .copied();
+    if finalizing_now.is_none() {
+        write_conditions(
+            api,
+            name,
+            &mut books.conditions,
+            vec![finalizing("Finalizing", g)],
+        )
+        .await?;
     }
-    let ns = b.namespace().unwrap_or_default();
+    let ns = b.metadata.namespace.as_deref().unwrap_or_default();
     // A hold is released by the binding's own policy only (the seed's "flip the policy"): a
     // Resource or type deleted since never turns a held binding into an accidental Delete.
-    let held = reason == Some("RetainHold") && b.spec.retain_policy.as_deref() != Some(DELETE);
+    let held = finalizing_now.is_some_and(|h| h.reason.is("RetainHold"))
+        && b.spec.retain_policy.as_deref() != Some(DELETE);
     let policy = match held {
         true => RETAIN.to_string(),
-        false => referents::effective_retain_policy(ctx.view.as_ref(), &ns, b),
+        false => referents::effective_retain_policy(ctx.view.as_ref(), ns, b),
     };
     if policy == RETAIN {
-        if write_conditions(api, b, vec![finalizing("RetainHold", g)]).await? {
-            ctx.event(
-                b,
-                true,
-                "RetainHold",
-                conditions::RETAIN_HOLD_MESSAGE.into(),
-            )
-            .await;
+        let hold = vec![finalizing("RetainHold", g)];
+        if write_conditions(api, name, &mut books.conditions, hold).await? {
+            let note = conditions::RETAIN_HOLD_MESSAGE.into();
+            ctx.event(b, true, "RetainHold", note).await;
         }
-        return Ok(Action::await_change());
+        return Ok(());
     }
-    set_finalizer(api, b, false).await?;
-    ctx.event(
-        b,
-        false,
-        "Finalized",
-        "retainPolicy=Delete; finalizer removed".into(),
-    )
-    .await;
-    Ok(Action::await_change())
+    set_finalizer(api, name, books.finalizers, false).await?;
+    let note = "retainPolicy=Delete; finalizer removed".into();
+    ctx.event(b, false, "Finalized", note).await;
+    Ok(())
 }
 
 /// Deletes the bindings of every Resource the cluster view sees deleted. Retain bindings then
 /// show RetainHold. Deletions come on the view's channel of deletions only, are queued as they
-/// are announced and worked off beside (once the loop holds every binding), so a mass deletion
-/// never makes the listener fall behind the announcements and miss some.
-async fn cascade_resource_deletion(ctx: Arc<Ctx>, bindings: Store<Rrb>) {
+/// are announced and worked off beside (once the view has listed every kind), so a mass
+/// deletion never makes the listener fall behind the announcements and miss some.
+async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
     let Some(mut changes) = ctx.view.deletions() else {
         tracing::warn!(
             "the cluster view announces no changes: a deleted Resource keeps its bindings"
@@ -281,32 +300,33 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>, bindings: Store<Rrb>) {
         }
     };
     let work = async {
-        if bindings.wait_until_ready().await.is_err() {
-            return;
-        }
+        synced(ctx.view.as_ref()).await;
         while let Some(change) = queue.recv().await {
-            delete_bindings_of(&change, &bindings, &ctx).await;
+            delete_bindings_of(&change, &ctx).await;
         }
     };
     tokio::join!(listen, work);
 }
 
-async fn delete_bindings_of(resource: &Changed, bindings: &Store<Rrb>, ctx: &Ctx) {
-    let doomed = of_deleted_resource(bindings, resource);
-    for b in doomed {
-        let api: Api<Rrb> = Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
-        match api.delete(&b.name_any(), &DeleteParams::default()).await {
+async fn delete_bindings_of(resource: &Changed, ctx: &Ctx) {
+    for (ns, name) in of_deleted_resource(ctx.view.as_ref(), resource) {
+        let Some(books) = ctx.view.release_binding_books(&ns, &name) else {
+            continue;
+        };
+        let api: Api<Rrb> = Api::namespaced(ctx.client.clone(), &ns);
+        match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {
                 let note = format!(
                     "Resource {:?} was deleted; deleting its binding",
                     resource.name
                 );
-                ctx.event(&*b, false, "ResourceDeleted", note).await;
+                ctx.event(&books.binding, false, "ResourceDeleted", note)
+                    .await;
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(error) => tracing::warn!(
                 %error,
-                binding = %b.name_any(),
+                binding = name,
                 resource = %resource.name,
                 "could not delete the binding of a deleted Resource"
             ),
@@ -316,22 +336,18 @@ async fn delete_bindings_of(resource: &Changed, bindings: &Store<Rrb>, ctx: &Ctx
 
 /// The bindings a deleted Resource takes with it: those in its namespace that name it and are
 /// not being deleted already.
-fn of_deleted_resource(bindings: &Store<Rrb>, resource: &Changed) -> Vec<Arc<Rrb>> {
-    bindings
-        .state()
-        .into_iter()
-        .filter(|b| {
-            b.metadata.namespace == resource.namespace
-                && b.spec.owner.resource_name == resource.name
-                && b.metadata.deletion_timestamp.is_none()
-        })
-        .collect()
+fn of_deleted_resource(view: &dyn ClusterView, resource: &Changed) -> Vec<Key> {
+    let Some(ns) = resource.namespace.as_deref() else {
+        return Vec::new();
+    };
+    view.release_binding_names(Some(ns), &|b| b.resource == resource.name && !b.deleting)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::runtime::watcher::Event;
+    use crate::cluster::{Stores, Writers, put};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn binding(ns: &str, name: &str, resource: &str, environment: &str) -> Rrb {
         let mut spec = ResourceReleaseBindingSpec::default();
@@ -344,116 +360,105 @@ mod tests {
         b
     }
 
-    fn names(store: &Store<Rrb>, kind: &str, ns: Option<&str>, name: &str) -> Vec<String> {
-        let change = Changed {
+    fn view(bindings: impl IntoIterator<Item = Rrb>) -> Stores {
+        let (mut writers, stores) = Writers::new(0);
+        for b in bindings {
+            put(&mut writers.release_bindings, b);
+        }
+        stores
+    }
+
+    fn change(kind: &str, ns: Option<&str>, name: &str, gone: bool) -> Changed {
+        Changed {
             kind: Arc::from(kind),
             namespace: ns.map(String::from),
             name: name.into(),
-            gone: false,
-        };
-        let mut names: Vec<String> = affected(store, &change)
-            .into_iter()
-            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
-            .collect();
-        names.sort();
-        names
+            gone,
+        }
+    }
+
+    fn sorted(mut keys: Vec<Key>) -> Vec<String> {
+        keys.sort();
+        keys.into_iter()
+            .map(|(ns, name)| format!("{ns}/{name}"))
+            .collect()
     }
 
     #[test]
-    fn a_referent_change_reaches_exactly_the_bindings_that_name_it() {
-        let (store, mut writer) = reflector::store();
-        for b in [
+    fn a_change_reaches_exactly_the_bindings_that_read_it() {
+        let view = view([
             binding("a", "db-dev", "db", "dev"),
             binding("a", "db-prod", "db", "prod"),
             binding("a", "cache-dev", "cache", "dev"),
             binding("b", "db-dev", "db", "dev"),
-        ] {
-            writer.apply_watcher_event(&Event::Apply(b));
-        }
+        ]);
+        let names = |kind, ns, name| sorted(affected(&view, &change(kind, ns, name, false)));
         assert_eq!(
-            names(&store, "Environment", Some("a"), "dev"),
+            names("Environment", Some("a"), "dev"),
             ["a/cache-dev", "a/db-dev"]
         );
         assert_eq!(
-            names(&store, "Resource", Some("a"), "db"),
+            names("Resource", Some("a"), "db"),
             ["a/db-dev", "a/db-prod"]
         );
-        assert_eq!(
-            names(&store, "ResourceRelease", Some("b"), "db-r1"),
-            ["b/db-dev"]
-        );
-        assert_eq!(names(&store, "Project", Some("b"), "shop"), ["b/db-dev"]);
-        assert_eq!(
-            names(&store, "ResourceType", Some("b"), "postgres").len(),
-            1
-        );
-        assert_eq!(
-            names(&store, "ClusterResourceType", None, "postgres").len(),
-            4
-        );
-        assert!(names(&store, "Promise", None, "db").is_empty());
+        assert_eq!(names("ResourceRelease", Some("b"), "db-r1"), ["b/db-dev"]);
+        assert_eq!(names("Project", Some("b"), "shop"), ["b/db-dev"]);
+        assert_eq!(names("ResourceType", Some("b"), "postgres").len(), 1);
+        assert_eq!(names("ClusterResourceType", None, "postgres").len(), 4);
+        assert!(names("Promise", None, "db").is_empty());
+        assert_eq!(names(KIND, Some("a"), "db-dev"), ["a/db-dev"]);
+        let gone = affected(&view, &change(KIND, Some("a"), "db-dev", true));
+        assert!(gone.is_empty(), "a deleted binding needs nothing");
     }
 
     #[test]
     fn a_deleted_resource_takes_exactly_its_live_bindings() {
-        let (store, mut writer) = reflector::store();
         let mut leaving = binding("a", "db-staging", "db", "staging");
-        leaving.metadata.deletion_timestamp = Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
-        );
-        for b in [
+        leaving.metadata.deletion_timestamp = Some(Time(Default::default()));
+        let view = view([
             binding("a", "db-dev", "db", "dev"),
             binding("a", "db-prod", "db", "prod"),
             binding("a", "cache-dev", "cache", "dev"),
             binding("b", "db-dev", "db", "dev"),
             leaving,
-        ] {
-            writer.apply_watcher_event(&Event::Apply(b));
-        }
-        let deleted = Changed {
-            kind: Arc::from("Resource"),
-            namespace: Some("a".into()),
-            name: "db".into(),
-            gone: true,
-        };
-        let mut names: Vec<String> = of_deleted_resource(&store, &deleted)
-            .iter()
-            .map(|b| b.name_any())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["db-dev", "db-prod"]);
+        ]);
+        let deleted = change("Resource", Some("a"), "db", true);
+        assert_eq!(
+            sorted(of_deleted_resource(&view, &deleted)),
+            ["a/db-dev", "a/db-prod"]
+        );
     }
 
     #[test]
-    fn the_loop_keeps_what_it_reads_of_a_binding_and_nothing_else() {
+    fn the_view_keeps_what_the_loop_reads_of_a_binding() {
         let mut b = binding("a", "db-dev", "db", "dev");
-        b.metadata.labels = Some([("openchoreo.dev/project".into(), "shop".into())].into());
-        b.metadata.annotations = Some([("note".into(), "x".repeat(1000))].into());
-        b.metadata.managed_fields = Some(vec![Default::default()]);
-        b.metadata.finalizers = Some(vec![RRB_FINALIZER.into()]);
-        let condition = Condition {
+        b.metadata.uid = Some("u-1".into());
+        b.metadata.generation = Some(4);
+        b.metadata.finalizers = Some(vec!["other".into(), RRB_FINALIZER.into()]);
+        b.spec.retain_policy = Some("Retain".into());
+        b.spec.resource_type_environment_configs = Some(json!({"replicas": 2}));
+        let synced = Condition {
             type_: "Synced".into(),
             status: "True".into(),
+            message: "fine".into(),
             ..Condition::default()
         };
-        let output = ResolvedResourceOutput {
-            name: "host".into(),
-            value: Some("db.local".into()),
-            ..ResolvedResourceOutput::default()
-        };
         b.status = Some(ResourceReleaseBindingStatus {
-            conditions: vec![condition.clone()],
-            outputs: vec![output],
+            conditions: vec![synced.clone()],
+            outputs: Vec::new(),
         });
         let spec = b.spec.clone();
-        lean(&mut b);
-        let meta = &b.metadata;
-        assert!(meta.labels.is_none() && meta.annotations.is_none());
-        assert!(meta.managed_fields.is_none());
-        assert_eq!(b.finalizers(), [RRB_FINALIZER]);
-        assert_eq!(b.spec, spec);
-        let status = b.status.expect("status kept");
-        assert_eq!(status.conditions, [condition]);
-        assert!(status.outputs.is_empty());
+        let books = view([b])
+            .release_binding_books("a", "db-dev")
+            .expect("kept");
+        assert_eq!(books.binding.spec, spec);
+        let meta = &books.binding.metadata;
+        assert_eq!(meta.uid.as_deref(), Some("u-1"));
+        assert_eq!(meta.generation, Some(4));
+        assert_eq!(
+            (books.finalizers.ours_at, books.finalizers.count),
+            (Some(1), 2)
+        );
+        assert_eq!(books.conditions, [Held::of(&synced)]);
     }
 }
