@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod crd;
 pub mod judge;
+pub mod kinds;
 pub mod metrics;
 pub mod naming;
 pub mod policy;

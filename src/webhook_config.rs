@@ -1,6 +1,7 @@
 //! The ValidatingWebhookConfiguration and MutatingWebhookConfiguration that point the API
 //! server at bindguard.
 
+use crate::kinds::{self, Judged};
 use serde_json::{Value, json};
 
 pub const NAME: &str = "bindguard";
@@ -105,80 +106,40 @@ fn webhook(name: &str, client_config: Value, rules: Value, failure_policy: &str)
     })
 }
 
-fn rule(group: &str, resources: &[&str], operations: &[&str], scope: &str) -> Value {
-    json!({
-        "apiGroups": [group],
-        "apiVersions": ["v1alpha1"],
-        "resources": resources,
-        "operations": operations,
-        "scope": scope,
-    })
+/// One rule per kind `operations` picks operations of, in the table's order.
+fn rules(operations: impl Fn(&Judged) -> &'static [&'static str], status: bool) -> Value {
+    let rules: Vec<Value> = kinds::all()
+        .iter()
+        .filter(|k| !operations(&k.judged).is_empty())
+        .map(|k| {
+            let mut resources = vec![k.plural.clone()];
+            if status && k.judged.status {
+                resources.push(format!("{}/status", k.plural));
+            }
+            json!({
+                "apiGroups": [k.group],
+                "apiVersions": [k.version],
+                "resources": resources,
+                "operations": operations(&k.judged),
+                "scope": if k.namespaced { "Namespaced" } else { "Cluster" },
+            })
+        })
+        .collect();
+    Value::Array(rules)
 }
 
-/// Every operation a rule can refuse. ResourceReleaseBinding DELETE (only the Retain warning)
-/// and Promises (version warnings) are in [`warning_rules`].
+/// Every operation a rule can refuse ([`Judged::refuse`], status writes included).
 fn validating_rules() -> Value {
-    json!([
-        rule(
-            "openchoreo.dev",
-            &["resourcereleasebindings", "resourcereleasebindings/status"],
-            &["CREATE", "UPDATE"],
-            "Namespaced"
-        ),
-        rule(
-            "platform.kratix.io",
-            &["promiserevisions"],
-            &["CREATE", "UPDATE", "DELETE"],
-            "Cluster"
-        ),
-        rule(
-            "platform.kratix.io",
-            &["resourcebindings"],
-            &["CREATE", "UPDATE"],
-            "Namespaced"
-        ),
-    ])
+    rules(|j| j.refuse, true)
 }
 
-/// Operations whose rules only warn. A Promise DELETE has nothing to warn about.
+/// Operations whose rules only warn ([`Judged::warn`]).
 fn warning_rules() -> Value {
-    json!([
-        rule(
-            "openchoreo.dev",
-            &["resourcereleasebindings"],
-            &["DELETE"],
-            "Namespaced"
-        ),
-        rule(
-            "platform.kratix.io",
-            &["promises"],
-            &["CREATE", "UPDATE"],
-            "Cluster"
-        ),
-    ])
+    rules(|j| j.warn, false)
 }
 
 fn mutating_rules() -> Value {
-    json!([
-        rule(
-            "openchoreo.dev",
-            &["resourcereleasebindings"],
-            &["CREATE", "UPDATE"],
-            "Namespaced"
-        ),
-        rule(
-            "platform.kratix.io",
-            &["promiserevisions"],
-            &["CREATE", "UPDATE"],
-            "Cluster"
-        ),
-        rule(
-            "platform.kratix.io",
-            &["resourcebindings"],
-            &["CREATE", "UPDATE"],
-            "Namespaced"
-        ),
-    ])
+    rules(|j| j.mutate, false)
 }
 
 /// The cert-manager variant: no caBundle, an annotation asks cert-manager to inject it.

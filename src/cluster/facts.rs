@@ -7,6 +7,7 @@
 //! its name and uid are kept and the watch goes on.
 
 use crate::crd::*;
+use crate::kinds::Kind;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ObjectMeta;
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -25,6 +26,8 @@ pub trait Watched:
     /// The kept part of `status`, or [`IgnoredAny`] when the rules read none of it.
     type Status: DeserializeOwned;
     fn assemble(metadata: ObjectMeta, spec: Self::Spec, status: Option<Self::Status>) -> Self;
+    /// Its entry in the registry of kinds.
+    const KIND: Kind;
     /// Whether rules read this kind's labels; other kinds' labels are not kept.
     const KEEPS_LABELS: bool = false;
     /// The key lookups find this object by without a scan ([`super::Index`]), if any.
@@ -316,6 +319,7 @@ pub struct RevisionFacts {
 }
 
 impl Watched for Environment {
+    const KIND: Kind = Kind::Environment;
     type Spec = IgnoredAny;
     type Status = IgnoredAny;
     fn assemble(metadata: ObjectMeta, _: IgnoredAny, _: Option<IgnoredAny>) -> Self {
@@ -329,6 +333,7 @@ impl Watched for Environment {
 }
 
 impl Watched for Project {
+    const KIND: Kind = Kind::Project;
     type Spec = IgnoredAny;
     type Status = IgnoredAny;
     fn assemble(metadata: ObjectMeta, _: IgnoredAny, _: Option<IgnoredAny>) -> Self {
@@ -343,6 +348,7 @@ impl Watched for Project {
 
 /// Only a Promise's labels and deletion are read; its spec is copied by the loop, not the view.
 impl Watched for Promise {
+    const KIND: Kind = Kind::Promise;
     const KEEPS_LABELS: bool = true;
     type Spec = IgnoredAny;
     type Status = IgnoredAny;
@@ -358,6 +364,7 @@ impl Watched for Promise {
 }
 
 impl Watched for Resource {
+    const KIND: Kind = Kind::Resource;
     type Spec = ResourceFacts;
     type Status = IgnoredAny;
     fn assemble(metadata: ObjectMeta, spec: ResourceFacts, _: Option<IgnoredAny>) -> Self {
@@ -375,6 +382,7 @@ impl Watched for Resource {
 }
 
 impl Watched for ResourceType {
+    const KIND: Kind = Kind::ResourceType;
     type Spec = TemplateFacts;
     type Status = IgnoredAny;
     fn assemble(metadata: ObjectMeta, spec: TemplateFacts, _: Option<IgnoredAny>) -> Self {
@@ -388,6 +396,7 @@ impl Watched for ResourceType {
 }
 
 impl Watched for ClusterResourceType {
+    const KIND: Kind = Kind::ClusterResourceType;
     type Spec = TemplateFacts;
     type Status = IgnoredAny;
     fn assemble(metadata: ObjectMeta, spec: TemplateFacts, _: Option<IgnoredAny>) -> Self {
@@ -401,6 +410,7 @@ impl Watched for ClusterResourceType {
 }
 
 impl Watched for ResourceRelease {
+    const KIND: Kind = Kind::ResourceRelease;
     type Spec = ReleaseFacts;
     type Status = IgnoredAny;
     fn assemble(metadata: ObjectMeta, spec: ReleaseFacts, _: Option<IgnoredAny>) -> Self {
@@ -432,6 +442,7 @@ impl ResourceReleaseBinding {
 }
 
 impl Watched for ResourceReleaseBinding {
+    const KIND: Kind = Kind::ResourceReleaseBinding;
     type Spec = BindingFacts;
     type Status = BindingStatusFacts;
     fn assemble(
@@ -463,6 +474,7 @@ impl Watched for ResourceReleaseBinding {
 }
 
 impl Watched for PromiseRevision {
+    const KIND: Kind = Kind::PromiseRevision;
     const KEEPS_LABELS: bool = true;
     type Spec = RevisionFacts;
     type Status = PromiseRevisionStatus;
@@ -492,6 +504,7 @@ impl ResourceBinding {
 }
 
 impl Watched for ResourceBinding {
+    const KIND: Kind = Kind::ResourceBinding;
     type Spec = ResourceBindingSpec;
     type Status = IgnoredAny;
     fn lookup_key(&self) -> Option<String> {

@@ -2,7 +2,7 @@
 
 use super::facts::{Seen, Watched};
 use super::{Stores, Writers, put};
-use crate::crd::*;
+use crate::kinds::Kind;
 use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -158,22 +158,20 @@ impl Writers {
             bail!("kind is missing");
         };
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        match (group, kind.as_str()) {
-            (OPENCHOREO_GROUP, "Environment") => put(&mut self.environments, facts(text)?),
-            (OPENCHOREO_GROUP, "Project") => put(&mut self.projects, facts(text)?),
-            (OPENCHOREO_GROUP, "Resource") => put(&mut self.resources, facts(text)?),
-            (OPENCHOREO_GROUP, "ResourceType") => put(&mut self.resource_types, facts(text)?),
-            (OPENCHOREO_GROUP, "ClusterResourceType") => {
-                put(&mut self.cluster_resource_types, facts(text)?)
-            }
-            (OPENCHOREO_GROUP, "ResourceRelease") => put(&mut self.resource_releases, facts(text)?),
-            (OPENCHOREO_GROUP, "ResourceReleaseBinding") => {
-                put(&mut self.release_bindings, facts(text)?)
-            }
-            (KRATIX_GROUP, "Promise") => put(&mut self.promises, facts(text)?),
-            (KRATIX_GROUP, "PromiseRevision") => put(&mut self.promise_revisions, facts(text)?),
-            (KRATIX_GROUP, "ResourceBinding") => put(&mut self.resource_bindings, facts(text)?),
-            _ => {}
+        let Some(known) = Kind::of(group, &kind) else {
+            return Ok(());
+        };
+        match known {
+            Kind::Environment => put(&mut self.environments, facts(text)?),
+            Kind::Project => put(&mut self.projects, facts(text)?),
+            Kind::Resource => put(&mut self.resources, facts(text)?),
+            Kind::ResourceType => put(&mut self.resource_types, facts(text)?),
+            Kind::ClusterResourceType => put(&mut self.cluster_resource_types, facts(text)?),
+            Kind::ResourceRelease => put(&mut self.resource_releases, facts(text)?),
+            Kind::ResourceReleaseBinding => put(&mut self.release_bindings, facts(text)?),
+            Kind::Promise => put(&mut self.promises, facts(text)?),
+            Kind::PromiseRevision => put(&mut self.promise_revisions, facts(text)?),
+            Kind::ResourceBinding => put(&mut self.resource_bindings, facts(text)?),
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 use crate::crd::Condition;
 use k8s_openapi::jiff::Timestamp;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::num::NonZeroU32;
 
 /// The words conditions are made of that the loop asks about; anything else is [`Word::OTHER`].
 const WORDS: [&str; 9] = [
@@ -40,14 +41,15 @@ impl Word {
     }
 }
 
-/// One condition as the view keeps it.
+/// One condition as the view keeps it, in 16 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Held {
     pub type_: Word,
     pub status: Word,
     pub reason: Word,
-    /// `lastTransitionTime` in whole seconds, when it reads as a time.
-    pub since: Option<i64>,
+    /// `lastTransitionTime` in whole seconds since 1970, when it reads as a time after that
+    /// (and before 2106).
+    pub since: Option<NonZeroU32>,
     /// Of the whole condition, with the time read as above: equal digests, same condition.
     pub digest: u64,
 }
@@ -69,13 +71,15 @@ impl Held {
 }
 
 /// Seconds since the epoch of an RFC 3339 time.
-fn seconds(time: &str) -> Option<i64> {
-    time.parse::<Timestamp>().ok().map(|t| t.as_second())
+fn seconds(time: &str) -> Option<NonZeroU32> {
+    let seconds = time.parse::<Timestamp>().ok()?.as_second();
+    NonZeroU32::new(u32::try_from(seconds).ok()?)
 }
 
 /// A time as Kubernetes writes `lastTransitionTime`.
-pub fn time_of(seconds: i64) -> Option<String> {
-    Timestamp::from_second(seconds).ok().map(|t| t.to_string())
+pub fn time_of(seconds: NonZeroU32) -> Option<String> {
+    let time = Timestamp::from_second(i64::from(seconds.get())).ok()?;
+    Some(time.to_string())
 }
 
 /// Where our finalizer sits in a binding's list, and how long the list is.
@@ -126,6 +130,7 @@ mod tests {
         ] {
             assert_ne!(Held::of(&other).digest, held.digest, "{other:?}");
         }
+        assert_eq!(std::mem::size_of::<Held>(), 16);
         let mut custom = condition("Maybe", "ok", "yesterday");
         custom.type_ = "Custom".into();
         let custom = Held::of(&custom);

@@ -4,6 +4,7 @@
 
 use super::facts::{Seen, Watched};
 use super::{Announcer, Changed, Sink, Stores, Unreadable, Unreadables, Writers, object_key};
+use crate::kinds::Kind;
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use kube::api::{Api, ObjectMeta};
@@ -54,10 +55,10 @@ fn watch<K: Watched>(
     metrics: &Arc<Metrics>,
 ) -> futures::stream::BoxStream<'static, ()> {
     let api: Api<Seen<K>> = Api::all(client.clone());
-    let kind = K::kind(&()).into_owned();
+    let kind = K::KIND.name();
     let stores = stores.clone();
     let mut feed = Feed {
-        kind: Arc::from(kind.as_str()),
+        kind: K::KIND,
         changed: stores.changed.clone(),
         writer: Box::new(writer),
         unreadable: stores.unreadable.clone(),
@@ -85,7 +86,7 @@ fn watch<K: Watched>(
 
 /// Applies one kind's watch events to its store and to the record of unreadable objects.
 struct Feed<K: Watched> {
-    kind: Arc<str>,
+    kind: Kind,
     /// Told of every object applied, after the store has it.
     changed: Option<Announcer>,
     writer: Box<dyn Sink<K>>,
@@ -112,7 +113,7 @@ impl<K: Watched> Feed<K> {
         self.store(event);
         if let (Some(changed), Some((namespace, Some(name), gone))) = (&self.changed, touched) {
             changed.announce(Changed {
-                kind: self.kind.clone(),
+                kind: self.kind,
                 namespace,
                 name,
                 gone,
@@ -136,12 +137,13 @@ impl<K: Watched> Feed<K> {
             Event::InitDone => {
                 self.writer.apply_watcher_event(&Event::InitDone);
                 let listed = std::mem::take(&mut self.listing);
-                for (key, entry) in self.unreadable.replace(&self.kind, listed) {
+                for (key, entry) in self.unreadable.replace(self.kind.name(), listed) {
                     self.report(&key, &entry);
                 }
             }
             Event::Apply(Seen::Readable(object)) => {
-                self.unreadable.forget(&self.kind, &key_of(object.meta()));
+                self.unreadable
+                    .forget(self.kind.name(), &key_of(object.meta()));
                 self.writer.apply_watcher_event(&Event::Apply(object));
             }
             Event::Apply(seen @ Seen::Unreadable { .. }) => {
@@ -150,7 +152,7 @@ impl<K: Watched> Feed<K> {
                     let (key, entry) = record_of(&metadata, reason);
                     if self
                         .unreadable
-                        .record(&self.kind, key.clone(), entry.clone())
+                        .record(self.kind.name(), key.clone(), entry.clone())
                     {
                         self.report(&key, &entry);
                     }
@@ -158,7 +160,8 @@ impl<K: Watched> Feed<K> {
                 self.writer.apply_watcher_event(&Event::Delete(placeholder));
             }
             Event::Delete(seen) => {
-                self.unreadable.forget(&self.kind, &key_of(seen.meta()));
+                self.unreadable
+                    .forget(self.kind.name(), &key_of(seen.meta()));
                 self.writer
                     .apply_watcher_event(&Event::Delete(seen.into_object()));
             }
@@ -167,9 +170,9 @@ impl<K: Watched> Feed<K> {
 
     /// Says once per object version that it cannot be read; never its contents.
     fn report(&self, key: &str, entry: &Unreadable) {
-        self.metrics.unreadable_object(&self.kind);
+        self.metrics.unreadable_object(self.kind.name());
         tracing::warn!(
-            kind = &*self.kind,
+            kind = self.kind.name(),
             object = key,
             uid = entry.uid,
             resource_version = entry.resource_version,
@@ -240,7 +243,7 @@ mod tests {
         writer: crate::cluster::Keeper<ChoreoResource>,
     ) -> Feed<ChoreoResource> {
         Feed {
-            kind: Arc::from("Resource"),
+            kind: Kind::Resource,
             changed: stores.changed.clone(),
             writer: Box::new(writer),
             unreadable: stores.unreadable.clone(),
@@ -310,7 +313,7 @@ mod tests {
         feed.apply(Event::Delete(seen("r", json!(12), "3")));
         let mut names = Vec::new();
         while let Ok(change) = changes.try_recv() {
-            assert_eq!(&*change.kind, "Resource");
+            assert_eq!(change.kind, Kind::Resource);
             assert_eq!(change.namespace.as_deref(), Some("ns"));
             names.push((change.name, change.gone));
         }

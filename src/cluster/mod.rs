@@ -17,6 +17,7 @@ pub use index::{Index, Keeper};
 pub use targets::{Books, Listed, Targets, TargetsWriter};
 
 use crate::crd::*;
+use crate::kinds::Kind;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use std::collections::HashMap;
@@ -96,7 +97,7 @@ pub trait ClusterView: Send + Sync {
 /// An object the live view has just added, changed or forgotten.
 #[derive(Clone, Debug)]
 pub struct Changed {
-    pub kind: Arc<str>,
+    pub kind: Kind,
     pub namespace: Option<String>,
     pub name: String,
     /// The object was deleted from the cluster (its watch said so).
@@ -259,16 +260,22 @@ impl Stores {
     /// Object counts per kind, for metrics.
     pub fn sizes(&self) -> [(&'static str, usize); KINDS] {
         [
-            ("Environment", self.environments.len()),
-            ("Project", self.projects.len()),
-            ("Resource", self.resources.len()),
-            ("ResourceType", self.resource_types.len()),
-            ("ClusterResourceType", self.cluster_resource_types.len()),
-            ("ResourceRelease", self.resource_releases.len()),
-            ("ResourceReleaseBinding", self.release_bindings.len()),
-            ("Promise", self.promises.len()),
-            ("PromiseRevision", self.promise_revisions.len()),
-            ("ResourceBinding", self.resource_bindings.len()),
+            (Kind::Environment.name(), self.environments.len()),
+            (Kind::Project.name(), self.projects.len()),
+            (Kind::Resource.name(), self.resources.len()),
+            (Kind::ResourceType.name(), self.resource_types.len()),
+            (
+                Kind::ClusterResourceType.name(),
+                self.cluster_resource_types.len(),
+            ),
+            (Kind::ResourceRelease.name(), self.resource_releases.len()),
+            (
+                Kind::ResourceReleaseBinding.name(),
+                self.release_bindings.len(),
+            ),
+            (Kind::Promise.name(), self.promises.len()),
+            (Kind::PromiseRevision.name(), self.promise_revisions.len()),
+            (Kind::ResourceBinding.name(), self.resource_bindings.len()),
         ]
     }
 }

@@ -24,12 +24,12 @@ struct Record {
     project: Box<str>,
     deleting: Option<Time>,
     /// The rest only the loop reads.
-    kept: Box<Kept>,
+    kept: Kept,
 }
 
 #[derive(Debug)]
 struct Kept {
-    uid: Option<Box<str>>,
+    uid: Uid,
     generation: Option<i64>,
     release: Option<Box<str>>,
     retain_policy: Option<Box<str>>,
@@ -46,7 +46,7 @@ impl Kept {
         let configs = spec.resource_type_environment_configs.as_ref();
         let conditions = binding.status.iter().flat_map(|s| &s.conditions);
         Kept {
-            uid: meta.uid.as_deref().map(Box::from),
+            uid: Uid::of(meta.uid.as_deref()),
             generation: meta.generation,
             release: spec.resource_release.as_deref().map(Box::from),
             retain_policy: spec.retain_policy.as_deref().map(Box::from),
@@ -56,6 +56,60 @@ impl Kept {
                 RRB_FINALIZER,
             ),
             conditions: conditions.map(Held::of).collect(),
+        }
+    }
+}
+
+/// A uid in 16 bytes when it is a UUID as the API server writes them (lowercase), else as text.
+#[derive(Debug)]
+enum Uid {
+    Uuid([u8; 16]),
+    Text(Option<Box<str>>),
+}
+
+impl Uid {
+    const DASHES: [usize; 4] = [8, 13, 18, 23];
+
+    fn of(text: Option<&str>) -> Uid {
+        text.and_then(Self::uuid)
+            .map_or_else(|| Uid::Text(text.map(Box::from)), Uid::Uuid)
+    }
+
+    fn uuid(text: &str) -> Option<[u8; 16]> {
+        let hex: Vec<u8> = text
+            .char_indices()
+            .filter(|(i, _)| !Self::DASHES.contains(i))
+            .map(|(_, c)| match c {
+                '0'..='9' | 'a'..='f' => c.to_digit(16).map(|d| d as u8),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        let dashed = Self::DASHES
+            .iter()
+            .all(|&i| text.as_bytes().get(i) == Some(&b'-'));
+        if text.len() != 36 || hex.len() != 32 || !dashed {
+            return None;
+        }
+        let mut bytes = [0; 16];
+        for (byte, pair) in bytes.iter_mut().zip(hex.chunks(2)) {
+            *byte = pair[0] << 4 | pair[1];
+        }
+        Some(bytes)
+    }
+
+    fn text(&self) -> Option<String> {
+        match self {
+            Uid::Text(text) => text.as_deref().map(String::from),
+            Uid::Uuid(bytes) => {
+                let mut text = String::with_capacity(36);
+                for (i, byte) in bytes.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        text.push('-');
+                    }
+                    text.push_str(&format!("{byte:02x}"));
+                }
+                Some(text)
+            }
         }
     }
 }
@@ -108,7 +162,7 @@ impl Filed {
             name: name.into(),
             project: spec.owner.project_name.as_str().into(),
             deleting: binding.metadata.deletion_timestamp.clone(),
-            kept: Box::new(Kept::of(binding)),
+            kept: Kept::of(binding),
         });
         records.shrink_to_fit();
         self.by_name
@@ -177,7 +231,7 @@ impl Targets {
         let (_, resource, environment) = split(key)?;
         let mut binding = Arc::unwrap_or_clone(rebuild(record, namespace, resource, environment));
         let kept = &record.kept;
-        binding.metadata.uid = kept.uid.as_deref().map(String::from);
+        binding.metadata.uid = kept.uid.text();
         binding.metadata.generation = kept.generation;
         let spec = &mut binding.spec;
         spec.resource_release = kept.release.as_deref().map(String::from);
@@ -369,6 +423,21 @@ mod tests {
         assert!(names(&stores, "db", "dev").is_empty());
         assert_eq!(names(&stores, "db", "prod"), ["c"]);
         assert_eq!(stores.release_bindings.len(), 1);
+    }
+
+    #[test]
+    fn a_uid_reads_back_as_it_was_written() {
+        for uid in ["0b8c6f3e-5d2a-4c1b-9e7f-a1b2c3d4e5f6", "not-a-uuid", ""] {
+            assert_eq!(Uid::of(Some(uid)).text().as_deref(), Some(uid));
+        }
+        let upper = "0B8C6F3E-5D2A-4C1B-9E7F-A1B2C3D4E5F6";
+        assert!(matches!(Uid::of(Some(upper)), Uid::Text(_)));
+        assert_eq!(Uid::of(Some(upper)).text().as_deref(), Some(upper));
+        assert!(matches!(
+            Uid::of(Some("0b8c6f3e-5d2a-4c1b-9e7f-a1b2c3d4e5f6")),
+            Uid::Uuid(_)
+        ));
+        assert_eq!(Uid::of(None).text(), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod resource_binding;
 
 use crate::admission::{AdmissionRequest, Decision, Denial, DenyCode, Operation};
 use crate::cluster::ClusterView;
-use crate::crd::{KRATIX_GROUP, OPENCHOREO_GROUP};
+use crate::kinds::Kind;
 use crate::schema::SchemaCache;
 use serde::de::DeserializeOwned;
 
@@ -204,27 +204,27 @@ pub fn run_rules<T>(
 
 /// Judges one admission request. Kinds bindguard does not guard are allowed untouched.
 pub fn decide(phase: Phase, review: &AdmissionRequest, ctx: &Context) -> Decision {
-    let kind = &review.kind;
-    match (kind.group.as_str(), kind.kind.as_str(), phase) {
-        (OPENCHOREO_GROUP, "ResourceReleaseBinding", Phase::Validate) => {
+    let kind = Kind::of(&review.kind.group, &review.kind.kind);
+    match (kind, phase) {
+        (Some(Kind::ResourceReleaseBinding), Phase::Validate) => {
             with_decoded(review, |r| release_binding::validate(r, ctx))
         }
-        (OPENCHOREO_GROUP, "ResourceReleaseBinding", Phase::Mutate) => {
+        (Some(Kind::ResourceReleaseBinding), Phase::Mutate) => {
             with_decoded(review, |r| release_binding::mutate(r, ctx))
         }
-        (KRATIX_GROUP, "PromiseRevision", Phase::Validate) => {
+        (Some(Kind::PromiseRevision), Phase::Validate) => {
             with_decoded(review, |r| promise_revision::validate(r, ctx))
         }
-        (KRATIX_GROUP, "PromiseRevision", Phase::Mutate) => {
+        (Some(Kind::PromiseRevision), Phase::Mutate) => {
             with_decoded(review, |r| promise_revision::mutate(r, ctx))
         }
-        (KRATIX_GROUP, "ResourceBinding", Phase::Validate) => {
+        (Some(Kind::ResourceBinding), Phase::Validate) => {
             with_decoded(review, |r| resource_binding::validate(r, ctx))
         }
-        (KRATIX_GROUP, "ResourceBinding", Phase::Mutate) => {
+        (Some(Kind::ResourceBinding), Phase::Mutate) => {
             with_decoded(review, |r| resource_binding::mutate(r, ctx))
         }
-        (KRATIX_GROUP, "Promise", Phase::Validate) => {
+        (Some(Kind::Promise), Phase::Validate) => {
             with_decoded(review, |r| promise::validate(r, ctx))
         }
         _ => Decision::default(),
@@ -235,8 +235,7 @@ pub fn decide(phase: Phase, review: &AdmissionRequest, ctx: &Context) -> Decisio
 /// one step whose cost the review's own size does not bound (a schema is compiled on first use).
 pub fn may_check_schema(phase: Phase, group: &str, kind: &str, operation: &str) -> bool {
     phase == Phase::Validate
-        && group == OPENCHOREO_GROUP
-        && kind == "ResourceReleaseBinding"
+        && Kind::of(group, kind) == Some(Kind::ResourceReleaseBinding)
         && matches!(operation, "CREATE" | "UPDATE")
 }
 

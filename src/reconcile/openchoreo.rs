@@ -15,10 +15,10 @@ use super::{Ctx, Error};
 use crate::cluster::held::{Finalizers, Held};
 use crate::cluster::{Books, Changed, ClusterView, Listed};
 use crate::crd::*;
+use crate::kinds::Kind;
 use crate::policy::referents::{self, DELETE, RETAIN};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use kube::Resource as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use std::sync::Arc;
@@ -28,9 +28,12 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 type Rrb = ResourceReleaseBinding;
-/// A binding's namespace and name.
-type Key = (String, String);
-const KIND: &str = "ResourceReleaseBinding";
+/// A binding's `namespace/name`: one allocation however often it is queued.
+type Key = Arc<str>;
+
+fn key((namespace, name): (String, String)) -> Key {
+    Arc::from(crate::cluster::object_key(&namespace, &name))
+}
 
 /// How soon a failed reconcile runs again.
 const RETRY: Duration = Duration::from_secs(5);
@@ -93,18 +96,20 @@ async fn reconcile_bindings(ctx: Arc<Ctx>, mut changes: broadcast::Receiver<Chan
 /// One reconcile in a span naming the binding, timed and counted; failures run again after
 /// [`RETRY`].
 async fn observed(ctx: Arc<Ctx>, key: Key) -> (Key, Option<Duration>) {
-    let span = tracing::info_span!("reconcile", kind = KIND, namespace = key.0, name = key.1);
+    let kind = Kind::ResourceReleaseBinding.name();
+    let (namespace, name) = key.split_once('/').unwrap_or_default();
+    let span = tracing::info_span!("reconcile", kind, namespace, name);
     let started = Instant::now();
     let outcome = reconcile(&ctx, &key).instrument(span.clone()).await;
-    ctx.metrics.reconcile_took(KIND, started.elapsed());
+    ctx.metrics.reconcile_took(kind, started.elapsed());
     let again = match outcome {
         Ok(()) => {
-            ctx.metrics.reconcile(KIND, "ok");
+            ctx.metrics.reconcile(kind, "ok");
             None
         }
         Err(error) => {
-            ctx.metrics.reconcile(KIND, "error");
-            span.in_scope(|| tracing::warn!(kind = KIND, %error, "reconcile failed; requeueing"));
+            ctx.metrics.reconcile(kind, "error");
+            span.in_scope(|| tracing::warn!(kind, %error, "reconcile failed; requeueing"));
             Some(RETRY)
         }
     };
@@ -112,7 +117,8 @@ async fn observed(ctx: Arc<Ctx>, key: Key) -> (Key, Option<Duration>) {
 }
 
 fn every(view: &dyn ClusterView) -> Vec<Key> {
-    view.release_binding_names(None, &|_| true)
+    let all = view.release_binding_names(None, &|_| true);
+    all.into_iter().map(key).collect()
 }
 
 /// The bindings a change affects: a binding itself, or those in a referent's namespace that
@@ -124,22 +130,26 @@ fn affected(view: &dyn ClusterView, change: &Changed) -> Vec<Key> {
         Some(ns) => view.release_binding_names(Some(ns), pick),
         None => Vec::new(),
     };
-    match &*change.kind {
-        KIND => match (here, change.gone) {
+    let names = match change.kind {
+        Kind::ResourceReleaseBinding => match (here, change.gone) {
             (Some(ns), false) => vec![(ns.to_string(), name.to_string())],
             _ => Vec::new(),
         },
-        "Environment" => within(&|b| b.environment == name),
-        "Resource" => within(&|b| b.resource == name),
-        "ResourceRelease" => within(&|b| b.release == Some(name)),
-        "Project" => within(&|b| b.project == name),
-        "ResourceType" => within(&|_| true),
-        "ClusterResourceType" => every(view),
+        Kind::Environment => within(&|b| b.environment == name),
+        Kind::Resource => within(&|b| b.resource == name),
+        Kind::ResourceRelease => within(&|b| b.release == Some(name)),
+        Kind::Project => within(&|b| b.project == name),
+        Kind::ResourceType => within(&|_| true),
+        Kind::ClusterResourceType => return every(view),
         _ => Vec::new(),
-    }
+    };
+    names.into_iter().map(key).collect()
 }
 
-async fn reconcile(ctx: &Ctx, (ns, name): &Key) -> Result<(), Error> {
+async fn reconcile(ctx: &Ctx, key: &Key) -> Result<(), Error> {
+    let Some((ns, name)) = key.split_once('/') else {
+        return Ok(());
+    };
     let Some(mut books) = ctx.view.release_binding_books(ns, name) else {
         return Ok(());
     };
@@ -283,11 +293,10 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
         return;
     };
     let (deleted, mut queue) = tokio::sync::mpsc::unbounded_channel();
-    let resource = Resource::kind(&());
     let listen = async move {
         loop {
             match changes.recv().await {
-                Ok(deletion) if *deletion.kind == *resource => {
+                Ok(deletion) if deletion.kind == Kind::Resource => {
                     let _ = deleted.send(deletion);
                 }
                 Ok(_) => {}
@@ -336,7 +345,7 @@ async fn delete_bindings_of(resource: &Changed, ctx: &Ctx) {
 
 /// The bindings a deleted Resource takes with it: those in its namespace that name it and are
 /// not being deleted already.
-fn of_deleted_resource(view: &dyn ClusterView, resource: &Changed) -> Vec<Key> {
+fn of_deleted_resource(view: &dyn ClusterView, resource: &Changed) -> Vec<(String, String)> {
     let Some(ns) = resource.namespace.as_deref() else {
         return Vec::new();
     };
@@ -368,20 +377,19 @@ mod tests {
         stores
     }
 
-    fn change(kind: &str, ns: Option<&str>, name: &str, gone: bool) -> Changed {
+    fn change(kind: Kind, ns: Option<&str>, name: &str, gone: bool) -> Changed {
         Changed {
-            kind: Arc::from(kind),
+            kind,
             namespace: ns.map(String::from),
             name: name.into(),
             gone,
         }
     }
 
-    fn sorted(mut keys: Vec<Key>) -> Vec<String> {
-        keys.sort();
-        keys.into_iter()
-            .map(|(ns, name)| format!("{ns}/{name}"))
-            .collect()
+    fn sorted(keys: Vec<Key>) -> Vec<String> {
+        let mut names: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        names.sort();
+        names
     }
 
     #[test]
@@ -394,20 +402,29 @@ mod tests {
         ]);
         let names = |kind, ns, name| sorted(affected(&view, &change(kind, ns, name, false)));
         assert_eq!(
-            names("Environment", Some("a"), "dev"),
+            names(Kind::Environment, Some("a"), "dev"),
             ["a/cache-dev", "a/db-dev"]
         );
         assert_eq!(
-            names("Resource", Some("a"), "db"),
+            names(Kind::Resource, Some("a"), "db"),
             ["a/db-dev", "a/db-prod"]
         );
-        assert_eq!(names("ResourceRelease", Some("b"), "db-r1"), ["b/db-dev"]);
-        assert_eq!(names("Project", Some("b"), "shop"), ["b/db-dev"]);
-        assert_eq!(names("ResourceType", Some("b"), "postgres").len(), 1);
-        assert_eq!(names("ClusterResourceType", None, "postgres").len(), 4);
-        assert!(names("Promise", None, "db").is_empty());
-        assert_eq!(names(KIND, Some("a"), "db-dev"), ["a/db-dev"]);
-        let gone = affected(&view, &change(KIND, Some("a"), "db-dev", true));
+        assert_eq!(
+            names(Kind::ResourceRelease, Some("b"), "db-r1"),
+            ["b/db-dev"]
+        );
+        assert_eq!(names(Kind::Project, Some("b"), "shop"), ["b/db-dev"]);
+        assert_eq!(names(Kind::ResourceType, Some("b"), "postgres").len(), 1);
+        assert_eq!(names(Kind::ClusterResourceType, None, "postgres").len(), 4);
+        assert!(names(Kind::Promise, None, "db").is_empty());
+        assert_eq!(
+            names(Kind::ResourceReleaseBinding, Some("a"), "db-dev"),
+            ["a/db-dev"]
+        );
+        let gone = affected(
+            &view,
+            &change(Kind::ResourceReleaseBinding, Some("a"), "db-dev", true),
+        );
         assert!(gone.is_empty(), "a deleted binding needs nothing");
     }
 
@@ -422,9 +439,14 @@ mod tests {
             binding("b", "db-dev", "db", "dev"),
             leaving,
         ]);
-        let deleted = change("Resource", Some("a"), "db", true);
+        let deleted = change(Kind::Resource, Some("a"), "db", true);
         assert_eq!(
-            sorted(of_deleted_resource(&view, &deleted)),
+            sorted(
+                of_deleted_resource(&view, &deleted)
+                    .into_iter()
+                    .map(key)
+                    .collect()
+            ),
             ["a/db-dev", "a/db-prod"]
         );
     }

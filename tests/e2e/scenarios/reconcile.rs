@@ -13,6 +13,7 @@ pub const SCENARIOS: &[Scenario] = &[
     scenario!(binding_conditions_follow_referents_applied_out_of_order),
     scenario!(a_new_binding_costs_the_loop_one_finalizer_and_one_status_write),
     scenario!(retain_holds_until_the_policy_says_delete),
+    scenario!(another_controllers_condition_survives_the_loops_writes),
     scenario!(promote_pins_the_latest_release),
 ];
 
@@ -568,6 +569,65 @@ fn retain_holds_until_the_policy_says_delete(c: &Cluster) {
             Ok(())
         }
     });
+}
+
+/// The loop rewrites only its own conditions, where they sit: a condition another controller
+/// put first (shifting ours) keeps its place and its words, and ours are not duplicated.
+fn another_controllers_condition_survives_the_loops_writes(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("reconcile-foreign");
+    for yaml in [PROJECT, ENVIRONMENT, TYPE, RESOURCE, RELEASE] {
+        c.kubectl.apply(&ns, yaml);
+    }
+    c.kubectl.apply(&ns, &rrb("shared", None, None));
+    wait_condition(c, &ns, "shared", "Synced", "False/ResourceReleaseNotSet");
+    let since = |type_: &str| {
+        let path = format!(r#"{{.status.conditions[?(@.type=="{type_}")].lastTransitionTime}}"#);
+        c.kubectl.jsonpath("rrb", &ns, "shared", &path)
+    };
+    let unknown_since = since("ResourcesReady");
+    let foreign = r#"[{"op": "add", "path": "/status/conditions/0", "value": {"type": "Deployed",
+        "status": "True", "reason": "Rendered", "message": "by another controller",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}}]"#;
+    let patch = |args: &[&str]| {
+        let all = [&["patch", "rrb", "shared", "-n", &ns][..], args].concat();
+        c.kubectl.run(&all).ok();
+    };
+    patch(&["--subresource=status", "--type=json", "-p", foreign]);
+    let pin = r#"{"spec":{"resourceRelease":"shop-db-abc12"}}"#;
+    patch(&["--type=merge", "-p", pin]);
+    wait_condition(c, &ns, "shared", "Synced", "True/Synced");
+    wait_condition(c, &ns, "shared", "Ready", "Unknown/NotObserved");
+    let listed = c.kubectl.jsonpath(
+        "rrb",
+        &ns,
+        "shared",
+        "{range .status.conditions[*]}{.type}={.message};{end}",
+    );
+    let types: Vec<&str> = listed
+        .split(';')
+        .filter_map(|c| c.split('=').next())
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "Deployed",
+            "Synced",
+            "ResourcesReady",
+            "OutputsResolved",
+            "Ready"
+        ],
+        "{listed}"
+    );
+    assert!(
+        listed.starts_with("Deployed=by another controller;"),
+        "{listed}"
+    );
+    assert_eq!(
+        since("ResourcesReady"),
+        unknown_since,
+        "ResourcesReady stayed Unknown: its transition time stays"
+    );
 }
 
 fn promote(c: &Cluster, args: &[&str]) -> std::process::Output {
