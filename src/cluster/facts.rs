@@ -276,17 +276,20 @@ impl<'de> Deserialize<'de> for BindingStatusFacts {
         struct Status {
             conditions: Option<Box<RawValue>>,
         }
-        let status = Option::<Status>::deserialize(deserializer).unwrap_or(None);
-        let listed = status
+        // Captured whole first: any JSON value is, so the object around it reads on.
+        let status = Option::<Box<RawValue>>::deserialize(deserializer)?;
+        let Some(raw) = status
+            .and_then(|s| serde_json::from_str::<Status>(s.get()).ok())
             .and_then(|s| s.conditions)
-            .and_then(|raw| serde_json::from_str::<Vec<Box<RawValue>>>(raw.get()).ok())
-            .unwrap_or_default();
-        Ok(BindingStatusFacts(
-            listed
-                .iter()
-                .map(|raw| lenient_condition(raw.get()))
-                .collect(),
-        ))
+        else {
+            return Ok(BindingStatusFacts(Vec::new()));
+        };
+        if let Ok(conditions) = serde_json::from_str(raw.get()) {
+            return Ok(BindingStatusFacts(conditions));
+        }
+        let listed: Vec<Box<RawValue>> = serde_json::from_str(raw.get()).unwrap_or_default();
+        let lenient = listed.iter().map(|raw| lenient_condition(raw.get()));
+        Ok(BindingStatusFacts(lenient.collect()))
     }
 }
 
@@ -562,6 +565,52 @@ mod tests {
             Some("7"),
             "the watcher resumes from it"
         );
+    }
+
+    #[test]
+    fn a_binding_reads_whatever_its_status_and_configs_hold() {
+        let binding = |configs: &str, status: &str| {
+            let text = format!(
+                r#"{{"metadata":{{"name":"b","namespace":"ns"}},"spec":{{"owner":{{"projectName":"p",
+                    "resourceName":"r"}},"environment":"dev","resourceTypeEnvironmentConfigs":{configs}}},
+                    "status":{status}}}"#
+            );
+            match Seen::<ResourceReleaseBinding>::read(&text) {
+                Seen::Readable(b) => b,
+                unreadable => panic!("{configs} {status}: {unreadable:?}"),
+            }
+        };
+        let conditions = |b: &ResourceReleaseBinding| b.status.clone().unwrap().conditions;
+        for status in [
+            r#""x""#,
+            "[1]",
+            r#"{"conditions":"x"}"#,
+            "null",
+            &nested(1000),
+        ] {
+            let b = binding("{}", status);
+            assert!(conditions(&b).is_empty(), "{status}");
+            assert_eq!(b.spec.environment, "dev");
+        }
+        let odd = r#"{"conditions":[{"type":"Synced","status":true,"lastTransitionTime":7},
+                      {"type":"Ready","status":"True","observedGeneration":3,"extra":{}}]}"#;
+        let b = binding(r#"{"replicas":2}"#, odd);
+        let [synced, ready] = conditions(&b).try_into().expect("two conditions");
+        assert_eq!(
+            (synced.type_.as_str(), synced.status.as_str()),
+            ("Synced", "")
+        );
+        assert_eq!(synced.last_transition_time, None);
+        assert_eq!(
+            (ready.status.as_str(), ready.observed_generation),
+            ("True", Some(3))
+        );
+        assert_eq!(
+            b.spec.resource_type_environment_configs,
+            Some(json!({"replicas": 2}))
+        );
+        let deep = binding(&nested(100_000), "{}");
+        assert_eq!(deep.spec.resource_type_environment_configs, None);
     }
 
     fn seen_resource_version(seen: &Seen<Resource>) -> Option<&str> {

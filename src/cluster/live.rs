@@ -79,7 +79,7 @@ fn watch<K: Watched>(
                     tracing::info!(kind, "watch synced");
                 }
             }
-            Err(error) => failed(&kind, &error, &mut synced, &stores, &metrics),
+            Err(error) => failed(kind, &error, &mut synced, &stores, &metrics),
         })
         .boxed()
 }

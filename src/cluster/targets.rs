@@ -20,37 +20,100 @@ type Rrb = ResourceReleaseBinding;
 /// What is kept of one binding besides its target.
 #[derive(Debug)]
 struct Record {
-    name: Box<str>,
-    project: Box<str>,
+    /// Name, project, release, retain policy and configs (compact JSON), in one allocation.
+    texts: Texts<5>,
     deleting: Option<Time>,
     /// The rest only the loop reads.
     kept: Kept,
+}
+
+const NAME: usize = 0;
+const PROJECT: usize = 1;
+const RELEASE: usize = 2;
+const RETAIN_POLICY: usize = 3;
+const CONFIGS: usize = 4;
+
+impl Record {
+    fn of(binding: &Rrb, name: &str) -> Record {
+        let spec = &binding.spec;
+        let configs = spec
+            .resource_type_environment_configs
+            .as_ref()
+            .map(|v| v.to_string());
+        let texts = Texts::new([
+            Some(name),
+            Some(&spec.owner.project_name),
+            spec.resource_release.as_deref(),
+            spec.retain_policy.as_deref(),
+            configs.as_deref(),
+        ]);
+        Record {
+            texts,
+            deleting: binding.metadata.deletion_timestamp.clone(),
+            kept: Kept::of(binding),
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.texts.get(NAME).unwrap_or_default()
+    }
+
+    fn project(&self) -> &str {
+        self.texts.get(PROJECT).unwrap_or_default()
+    }
+}
+
+/// `N` strings, each possibly absent, in one allocation.
+#[derive(Debug)]
+struct Texts<const N: usize> {
+    all: Box<str>,
+    /// Where each string ends in `all`.
+    ends: [u32; N],
+    /// Bit `i` set: string `i` is there.
+    present: u8,
+}
+
+impl<const N: usize> Texts<N> {
+    fn new(parts: [Option<&str>; N]) -> Self {
+        let mut all = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
+        let (mut ends, mut present) = ([0; N], 0);
+        for (i, part) in parts.iter().enumerate() {
+            if let Some(part) = part {
+                all.push_str(part);
+                present |= 1 << i;
+            }
+            // Bounded by the API server's object size limit, far below 4 GiB.
+            ends[i] = all.len() as u32;
+        }
+        Texts {
+            all: all.into_boxed_str(),
+            ends,
+            present,
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let there = self.present & (1 << i) != 0;
+        there.then(|| &self.all[start..self.ends[i] as usize])
+    }
 }
 
 #[derive(Debug)]
 struct Kept {
     uid: Uid,
     generation: Option<i64>,
-    release: Option<Box<str>>,
-    retain_policy: Option<Box<str>>,
-    /// `spec.resourceTypeEnvironmentConfigs` as compact JSON.
-    configs: Option<Box<str>>,
     finalizers: Finalizers,
     conditions: Box<[Held]>,
 }
 
 impl Kept {
     fn of(binding: &Rrb) -> Kept {
-        let spec = &binding.spec;
         let meta = &binding.metadata;
-        let configs = spec.resource_type_environment_configs.as_ref();
         let conditions = binding.status.iter().flat_map(|s| &s.conditions);
         Kept {
             uid: Uid::of(meta.uid.as_deref()),
             generation: meta.generation,
-            release: spec.resource_release.as_deref().map(Box::from),
-            retain_policy: spec.retain_policy.as_deref().map(Box::from),
-            configs: configs.map(|v| v.to_string().into_boxed_str()),
             finalizers: Finalizers::of(
                 meta.finalizers.as_deref().unwrap_or_default(),
                 RRB_FINALIZER,
@@ -158,12 +221,7 @@ impl Filed {
             None => Arc::from(key),
         };
         let records = self.by_target.entry(key.clone()).or_default();
-        records.push(Record {
-            name: name.into(),
-            project: spec.owner.project_name.as_str().into(),
-            deleting: binding.metadata.deletion_timestamp.clone(),
-            kept: Kept::of(binding),
-        });
+        records.push(Record::of(binding, name));
         records.shrink_to_fit();
         self.by_name
             .insert(object_key(namespace, name).into_boxed_str(), key);
@@ -174,7 +232,7 @@ impl Filed {
             return;
         };
         if let Some(records) = self.by_target.get_mut(&key) {
-            records.retain(|r| &*r.name != name);
+            records.retain(|r| r.name() != name);
             if records.is_empty() {
                 self.by_target.remove(&key);
             }
@@ -227,18 +285,19 @@ impl Targets {
             .by_target
             .get(key)?
             .iter()
-            .find(|r| &*r.name == name)?;
+            .find(|r| r.name() == name)?;
         let (_, resource, environment) = split(key)?;
         let mut binding = Arc::unwrap_or_clone(rebuild(record, namespace, resource, environment));
         let kept = &record.kept;
         binding.metadata.uid = kept.uid.text();
         binding.metadata.generation = kept.generation;
         let spec = &mut binding.spec;
-        spec.resource_release = kept.release.as_deref().map(String::from);
-        spec.retain_policy = kept.retain_policy.as_deref().map(String::from);
-        spec.resource_type_environment_configs = kept
-            .configs
-            .as_deref()
+        let text = |i| record.texts.get(i).map(String::from);
+        spec.resource_release = text(RELEASE);
+        spec.retain_policy = text(RETAIN_POLICY);
+        spec.resource_type_environment_configs = record
+            .texts
+            .get(CONFIGS)
             .and_then(|text| serde_json::from_str(text).ok());
         Some(Books {
             binding,
@@ -265,15 +324,15 @@ impl Targets {
             for r in records {
                 let listed = Listed {
                     namespace: ns,
-                    name: &r.name,
-                    project: &r.project,
+                    name: r.name(),
+                    project: r.project(),
                     resource,
                     environment,
-                    release: r.kept.release.as_deref(),
+                    release: r.texts.get(RELEASE),
                     deleting: r.deleting.is_some(),
                 };
                 if pick(&listed) {
-                    found.push((ns.to_string(), r.name.to_string()));
+                    found.push((ns.to_string(), r.name().to_string()));
                 }
             }
         }
@@ -303,14 +362,14 @@ fn split(key: &str) -> Option<(&str, &str, &str)> {
 fn rebuild(record: &Record, namespace: &str, resource: &str, environment: &str) -> Arc<Rrb> {
     Arc::new(Rrb {
         metadata: ObjectMeta {
-            name: Some(record.name.to_string()),
+            name: Some(record.name().to_string()),
             namespace: Some(namespace.to_string()),
             deletion_timestamp: record.deleting.clone(),
             ..ObjectMeta::default()
         },
         spec: ResourceReleaseBindingSpec {
             owner: BindingOwner {
-                project_name: record.project.to_string(),
+                project_name: record.project().to_string(),
                 resource_name: resource.to_string(),
             },
             environment: environment.to_string(),
@@ -423,6 +482,16 @@ mod tests {
         assert!(names(&stores, "db", "dev").is_empty());
         assert_eq!(names(&stores, "db", "prod"), ["c"]);
         assert_eq!(stores.release_bindings.len(), 1);
+    }
+
+    #[test]
+    fn packed_texts_read_back_each_part_absent_or_empty() {
+        let texts = Texts::new([Some("db-dev"), None, Some(""), Some("Retain"), None]);
+        let parts: Vec<Option<&str>> = (0..5).map(|i| texts.get(i)).collect();
+        assert_eq!(
+            parts,
+            [Some("db-dev"), None, Some(""), Some("Retain"), None]
+        );
     }
 
     #[test]
