@@ -97,26 +97,35 @@ struct Feed<K: Watched> {
 }
 
 impl<K: Watched> Feed<K> {
+    /// Stores the event, then announces it: an applied or deleted object by name, a completed
+    /// list as the kind relisted (its objects are only in the store from then on).
     fn apply(&mut self, event: Event<Seen<K>>) {
-        let touched = match &event {
-            Event::Apply(seen) | Event::InitApply(seen) => Some((seen, false)),
-            Event::Delete(seen) => Some((seen, true)),
-            Event::Init | Event::InitDone => None,
+        let announced = match &event {
+            Event::Apply(seen) => Some((seen.meta(), false)),
+            Event::Delete(seen) => Some((seen.meta(), true)),
+            Event::Init | Event::InitApply(_) | Event::InitDone => None,
         }
-        .map(|(seen, gone)| {
-            (
-                seen.meta().namespace.clone(),
-                seen.meta().name.clone(),
-                gone,
-            )
-        });
+        .and_then(|(meta, gone)| Some((meta.namespace.clone(), meta.name.clone()?, gone)));
+        let relisted = matches!(event, Event::InitDone);
         self.store(event);
-        if let (Some(changed), Some((namespace, Some(name), gone))) = (&self.changed, touched) {
+        let Some(changed) = &self.changed else {
+            return;
+        };
+        if let Some((namespace, name, gone)) = announced {
             changed.announce(Changed {
                 kind: self.kind,
                 namespace,
                 name,
                 gone,
+                relisted: false,
+            });
+        } else if relisted {
+            changed.announce(Changed {
+                kind: self.kind,
+                namespace: None,
+                name: String::new(),
+                gone: false,
+                relisted: true,
             });
         }
     }
@@ -311,22 +320,20 @@ mod tests {
         feed.apply(Event::Apply(seen("r", json!("doclet"), "2")));
         feed.apply(Event::Apply(seen("r", json!(12), "3")));
         feed.apply(Event::Delete(seen("r", json!(12), "3")));
+        let relist = changes.try_recv().expect("the completed list");
+        assert!(relist.relisted && relist.name.is_empty() && relist.kind == Kind::Resource);
         let mut names = Vec::new();
         while let Ok(change) = changes.try_recv() {
             assert_eq!(change.kind, Kind::Resource);
             assert_eq!(change.namespace.as_deref(), Some("ns"));
+            assert!(!change.relisted);
             names.push((change.name, change.gone));
         }
         let said = |name: &str, gone| (name.to_string(), gone);
-        let expected = [
-            said("listed", false),
-            said("r", false),
-            said("r", false),
-            said("r", true),
-        ];
+        let expected = [said("r", false), said("r", false), said("r", true)];
         assert_eq!(
             names, expected,
-            "unreadable versions too; only the Delete is gone"
+            "listed objects only as the relist; unreadable versions too; only the Delete is gone"
         );
         let deleted = deletions
             .try_recv()

@@ -94,7 +94,8 @@ pub trait ClusterView: Send + Sync {
     }
 }
 
-/// An object the live view has just added, changed or forgotten.
+/// An object the live view has just added, changed or forgotten; or, with `relisted`, a whole
+/// kind listed again (after a watch restart), so anything of that kind may have changed.
 #[derive(Clone, Debug)]
 pub struct Changed {
     pub kind: Kind,
@@ -102,6 +103,8 @@ pub struct Changed {
     pub name: String,
     /// The object was deleted from the cluster (its watch said so).
     pub gone: bool,
+    /// Every object of `kind` was listed again and the view now holds that list; no name.
+    pub relisted: bool,
 }
 
 /// Changes kept for a slow listener before it is told it lagged.

@@ -195,8 +195,9 @@ pub fn status_write(
     let mut steps = Vec::new();
     for mut c in wanted {
         let at = held.iter().position(|h| h.type_.is(&c.type_));
-        c.last_transition_time = match at.map(|i| held[i]) {
-            Some(h) if h.status.is(&c.status) => h.since.and_then(time_of),
+        // Kept only when it reads as a time: an unreadable one is replaced by now, once.
+        c.last_transition_time = match at.map(|i| held[i]).and_then(|h| Some((h, h.since?))) {
+            Some((h, since)) if h.status.is(&c.status) => time_of(since),
             _ => Some(now.to_string()),
         };
         let now_held = Held::of(&c);
@@ -452,6 +453,14 @@ mod tests {
         serde_json::from_value(patch["status"]["conditions"].clone()).unwrap()
     }
 
+    fn steps_values(write: &StatusWrite) -> Vec<serde_json::Value> {
+        let StatusWrite::Steps(ops) = write else {
+            panic!("steps: {write:?}");
+        };
+        let ops = ops.as_array().unwrap().iter();
+        ops.filter_map(|op| op.get("value").cloned()).collect()
+    }
+
     fn steps(write: StatusWrite) -> Vec<(String, String)> {
         let StatusWrite::Steps(ops) = write else {
             panic!("steps: {write:?}");
@@ -513,6 +522,18 @@ mod tests {
         assert_ne!(
             after[1].since, held[0].since,
             "Synced turned False: time now"
+        );
+
+        let mut timeless = finalizing("RetainHold", None);
+        timeless.last_transition_time = Some("0001-01-01T00:00:00Z".into());
+        let unreadable = [Held::of(&timeless)];
+        let (write, _) = status_write(&unreadable, vec![timeless.clone()], T2).expect("rewritten");
+        let Some(rewritten) = steps_values(&write).pop() else {
+            panic!("a replace: {write:?}");
+        };
+        assert_eq!(
+            rewritten["lastTransitionTime"], T2,
+            "an unreadable time becomes now"
         );
 
         let (write, after) =

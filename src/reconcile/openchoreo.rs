@@ -122,8 +122,15 @@ fn every(view: &dyn ClusterView) -> Vec<Key> {
 }
 
 /// The bindings a change affects: a binding itself, or those in a referent's namespace that
-/// name it (every one in the namespace for a ResourceType, every one for a ClusterResourceType).
+/// name it (every one in the namespace for a ResourceType, every one for a ClusterResourceType);
+/// every binding when a kind they read was listed again.
 fn affected(view: &dyn ClusterView, change: &Changed) -> Vec<Key> {
+    if change.relisted {
+        return match change.kind {
+            Kind::Promise | Kind::PromiseRevision | Kind::ResourceBinding => Vec::new(),
+            _ => every(view),
+        };
+    }
     let name = change.name.as_str();
     let here = change.namespace.as_deref();
     let within = |pick: &dyn Fn(&Listed) -> bool| match here {
@@ -383,6 +390,7 @@ mod tests {
             namespace: ns.map(String::from),
             name: name.into(),
             gone,
+            relisted: false,
         }
     }
 
@@ -426,6 +434,26 @@ mod tests {
             &change(Kind::ResourceReleaseBinding, Some("a"), "db-dev", true),
         );
         assert!(gone.is_empty(), "a deleted binding needs nothing");
+        for kind in [
+            Kind::ResourceReleaseBinding,
+            Kind::Environment,
+            Kind::ResourceType,
+        ] {
+            let relisted = Changed {
+                relisted: true,
+                ..change(kind, None, "", false)
+            };
+            assert_eq!(
+                affected(&view, &relisted).len(),
+                4,
+                "{kind:?} relisted: every binding"
+            );
+        }
+        let promises = Changed {
+            relisted: true,
+            ..change(Kind::Promise, None, "", false)
+        };
+        assert!(affected(&view, &promises).is_empty());
     }
 
     #[test]
