@@ -125,8 +125,9 @@ struct Facts<K: Watched> {
 }
 
 /// The metadata the rules read: identity, generation, labels and deletion. The watcher resumes
-/// from the last object's resourceVersion, so it is kept while an object passes through; the
-/// compact records in the view ([`super::targets`]) drop it.
+/// from the last object's resourceVersion, so it is kept while an object passes through; of
+/// the compact records in the view ([`super::targets`]) only a binding's keeps it (the loop's
+/// writes are conditional on it).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Meta {

@@ -20,8 +20,9 @@ type Rrb = ResourceReleaseBinding;
 /// What is kept of one binding besides its target.
 #[derive(Debug)]
 struct Record {
-    /// Name, project, release, retain policy and configs (compact JSON), in one allocation.
-    texts: Texts<5>,
+    /// Name, project, release, retain policy, configs (compact JSON) and resourceVersion, in
+    /// one allocation.
+    texts: Texts<6>,
     deleting: Option<Time>,
     /// The rest only the loop reads.
     kept: Kept,
@@ -32,6 +33,7 @@ const PROJECT: usize = 1;
 const RELEASE: usize = 2;
 const RETAIN_POLICY: usize = 3;
 const CONFIGS: usize = 4;
+const RESOURCE_VERSION: usize = 5;
 
 impl Record {
     fn of(binding: &Rrb, name: &str) -> Record {
@@ -46,6 +48,7 @@ impl Record {
             spec.resource_release.as_deref(),
             spec.retain_policy.as_deref(),
             configs.as_deref(),
+            binding.metadata.resource_version.as_deref(),
         ]);
         Record {
             texts,
@@ -180,7 +183,8 @@ impl Uid {
 /// A binding as the reconcile loop reads it from the view.
 #[derive(Clone, Debug)]
 pub struct Books {
-    /// Its identity, spec (environment configs included) and deletion; no status.
+    /// Its identity (resourceVersion included), spec (environment configs included) and
+    /// deletion; no status.
     pub binding: Rrb,
     pub finalizers: Finalizers,
     pub conditions: Vec<Held>,
@@ -291,8 +295,9 @@ impl Targets {
         let kept = &record.kept;
         binding.metadata.uid = kept.uid.text();
         binding.metadata.generation = kept.generation;
-        let spec = &mut binding.spec;
         let text = |i| record.texts.get(i).map(String::from);
+        binding.metadata.resource_version = text(RESOURCE_VERSION);
+        let spec = &mut binding.spec;
         spec.resource_release = text(RELEASE);
         spec.retain_policy = text(RETAIN_POLICY);
         spec.resource_type_environment_configs = record

@@ -179,7 +179,7 @@ pub enum StatusWrite {
     /// A JSON patch replacing each changed condition where it sits (after testing its type,
     /// so a list reordered meanwhile fails instead of being overwritten) and appending new
     /// ones; every other condition is left as it is.
-    Steps(serde_json::Value),
+    Steps(Vec<serde_json::Value>),
 }
 
 /// The write that brings `held` to `wanted`, with `lastTransitionTime` kept where the status
@@ -221,7 +221,7 @@ pub fn status_write(
     }
     let write = match held.is_empty() {
         true => StatusWrite::Whole(json!({"status": {"conditions": merged}})),
-        false => StatusWrite::Steps(serde_json::Value::Array(steps)),
+        false => StatusWrite::Steps(steps),
     };
     Some((write, after))
 }
@@ -457,7 +457,7 @@ mod tests {
         let StatusWrite::Steps(ops) = write else {
             panic!("steps: {write:?}");
         };
-        let ops = ops.as_array().unwrap().iter();
+        let ops = ops.iter();
         ops.filter_map(|op| op.get("value").cloned()).collect()
     }
 
@@ -465,7 +465,7 @@ mod tests {
         let StatusWrite::Steps(ops) = write else {
             panic!("steps: {write:?}");
         };
-        let ops = ops.as_array().unwrap().iter();
+        let ops = ops.iter();
         ops.map(|op| {
             (
                 op["op"].as_str().unwrap().into(),

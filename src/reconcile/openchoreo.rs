@@ -20,7 +20,7 @@ use crate::policy::referents::{self, DELETE, RETAIN};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -161,21 +161,26 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<(), Error> {
         return Ok(());
     };
     let api: Api<Rrb> = Api::namespaced(ctx.client.clone(), ns);
+    let mut writes = Writes {
+        api: &api,
+        name,
+        version: books.binding.metadata.resource_version.clone(),
+    };
     let ours = books.finalizers.ours_at.is_some();
     match (books.binding.metadata.deletion_timestamp.is_some(), ours) {
         (true, false) => {}
-        (true, true) => finalize(&mut books, &api, ctx).await?,
+        (true, true) => finalize(&mut books, &mut writes, ctx).await?,
         (false, _) => {
             // The conditions are written apart from the finalizer; the watch events of both
             // writes reach the view within the debounce ([`super::DEBOUNCE`]), and the
             // reconcile they trigger then finds nothing to change.
             if !ours {
-                set_finalizer(&api, name, books.finalizers, true).await?;
+                writes.finalizer(books.finalizers, true).await?;
             }
             let b = &books.binding;
             let facts = referents::facts(ctx.view.as_ref(), &ctx.schemas, ns, b);
             let wanted = binding_conditions(&view(b), &facts);
-            write_conditions(&api, name, &mut books.conditions, wanted).await?;
+            writes.conditions(&mut books.conditions, wanted).await?;
         }
     }
     Ok(())
@@ -191,65 +196,82 @@ fn view(b: &Rrb) -> BindingView {
     }
 }
 
-/// Adds or removes our finalizer with a JSON patch that tests what it removes, so a concurrent
-/// edit of the list fails (and requeues) instead of being overwritten.
-async fn set_finalizer(
-    api: &Api<Rrb>,
-    name: &str,
-    held: Finalizers,
-    present: bool,
-) -> Result<(), Error> {
-    let ops = match (present, held.ours_at) {
-        (true, None) if held.count == 0 => {
-            json!([{"op": "add", "path": "/metadata/finalizers", "value": [RRB_FINALIZER]}])
-        }
-        (true, None) => {
-            json!([{"op": "add", "path": "/metadata/finalizers/-", "value": RRB_FINALIZER}])
-        }
-        (false, Some(i)) => json!([
-            {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": RRB_FINALIZER},
-            {"op": "remove", "path": format!("/metadata/finalizers/{i}")},
-        ]),
-        _ => return Ok(()),
-    };
-    let patch: json_patch::Patch =
-        serde_json::from_value(ops).map_err(|e| Error::Other(e.to_string()))?;
-    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
-        .await?;
-    Ok(())
+/// The loop's writes to one binding, each conditional on the resourceVersion the view showed
+/// (then on the one the previous write answered): a write from a view that is behind fails,
+/// and the reconcile runs again after [`RETRY`], instead of overwriting a finalizer or a
+/// condition someone else wrote meanwhile.
+struct Writes<'a> {
+    api: &'a Api<Rrb>,
+    name: &'a str,
+    version: Option<String>,
 }
 
-/// Brings the conditions to `wanted` ([`status_write`]); writes nothing when nothing changed.
-/// `held` follows the write, for a second write in the same reconcile.
-async fn write_conditions(
-    api: &Api<Rrb>,
-    name: &str,
-    held: &mut Vec<Held>,
-    wanted: Vec<Condition>,
-) -> Result<bool, Error> {
-    let Some((write, after)) = status_write(held, wanted, &super::now()) else {
-        return Ok(false);
-    };
-    let params = PatchParams::default();
-    match write {
-        StatusWrite::Whole(patch) => {
-            api.patch_status(name, &params, &Patch::Merge(&patch))
-                .await?
-        }
-        StatusWrite::Steps(ops) => {
-            let patch: json_patch::Patch =
-                serde_json::from_value(ops).map_err(|e| Error::Other(e.to_string()))?;
-            api.patch_status(name, &params, &Patch::Json::<()>(patch))
-                .await?
-        }
-    };
-    *held = after;
-    Ok(true)
+/// `ops` after a test of the resourceVersion, when one is known.
+fn guarded(version: Option<&str>, ops: Vec<Value>) -> Result<json_patch::Patch, Error> {
+    let test = version.map(
+        |version| json!({"op": "test", "path": "/metadata/resourceVersion", "value": version}),
+    );
+    let all: Vec<Value> = test.into_iter().chain(ops).collect();
+    serde_json::from_value(Value::Array(all)).map_err(|e| Error::Other(e.to_string()))
 }
 
-async fn finalize(books: &mut Books, api: &Api<Rrb>, ctx: &Ctx) -> Result<(), Error> {
+impl Writes<'_> {
+    /// Adds or removes our finalizer where the view says it is (tested before it is removed).
+    async fn finalizer(&mut self, held: Finalizers, present: bool) -> Result<(), Error> {
+        let ops = match (present, held.ours_at) {
+            (true, None) if held.count == 0 => {
+                vec![json!({"op": "add", "path": "/metadata/finalizers", "value": [RRB_FINALIZER]})]
+            }
+            (true, None) => {
+                vec![json!({"op": "add", "path": "/metadata/finalizers/-", "value": RRB_FINALIZER})]
+            }
+            (false, Some(i)) => vec![
+                json!({"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": RRB_FINALIZER}),
+                json!({"op": "remove", "path": format!("/metadata/finalizers/{i}")}),
+            ],
+            _ => return Ok(()),
+        };
+        let patch = Patch::Json::<()>(guarded(self.version.as_deref(), ops)?);
+        let written = self
+            .api
+            .patch(self.name, &PatchParams::default(), &patch)
+            .await?;
+        self.version = written.metadata.resource_version;
+        Ok(())
+    }
+
+    /// Brings the conditions to `wanted` ([`status_write`]); writes nothing when nothing
+    /// changed. `held` follows the write, for a second write in the same reconcile.
+    async fn conditions(
+        &mut self,
+        held: &mut Vec<Held>,
+        wanted: Vec<Condition>,
+    ) -> Result<bool, Error> {
+        let Some((write, after)) = status_write(held, wanted, &super::now()) else {
+            return Ok(false);
+        };
+        let params = PatchParams::default();
+        let written = match write {
+            StatusWrite::Whole(mut patch) => {
+                if let Some(version) = &self.version {
+                    patch["metadata"] = json!({"resourceVersion": version});
+                }
+                let patch = Patch::Merge(&patch);
+                self.api.patch_status(self.name, &params, &patch).await?
+            }
+            StatusWrite::Steps(ops) => {
+                let patch = Patch::Json::<()>(guarded(self.version.as_deref(), ops)?);
+                self.api.patch_status(self.name, &params, &patch).await?
+            }
+        };
+        self.version = written.metadata.resource_version;
+        *held = after;
+        Ok(true)
+    }
+}
+
+async fn finalize(books: &mut Books, writes: &mut Writes<'_>, ctx: &Ctx) -> Result<(), Error> {
     let b = &books.binding;
-    let name = b.metadata.name.as_deref().unwrap_or_default();
     let g = b.metadata.generation;
     let finalizing_now = books
         .conditions
@@ -257,13 +279,8 @@ async fn finalize(books: &mut Books, api: &Api<Rrb>, ctx: &Ctx) -> Result<(), Er
         .find(|h| h.type_.is(conditions::FINALIZING))
         .copied();
     if finalizing_now.is_none() {
-        write_conditions(
-            api,
-            name,
-            &mut books.conditions,
-            vec![finalizing("Finalizing", g)],
-        )
-        .await?;
+        let wanted = vec![finalizing("Finalizing", g)];
+        writes.conditions(&mut books.conditions, wanted).await?;
     }
     let ns = b.metadata.namespace.as_deref().unwrap_or_default();
     // A hold is released by the binding's own policy only (the seed's "flip the policy"): a
@@ -276,13 +293,13 @@ async fn finalize(books: &mut Books, api: &Api<Rrb>, ctx: &Ctx) -> Result<(), Er
     };
     if policy == RETAIN {
         let hold = vec![finalizing("RetainHold", g)];
-        if write_conditions(api, name, &mut books.conditions, hold).await? {
+        if writes.conditions(&mut books.conditions, hold).await? {
             let note = conditions::RETAIN_HOLD_MESSAGE.into();
             ctx.event(b, true, "RetainHold", note).await;
         }
         return Ok(());
     }
-    set_finalizer(api, name, books.finalizers, false).await?;
+    writes.finalizer(books.finalizers, false).await?;
     let note = "retainPolicy=Delete; finalizer removed".into();
     ctx.event(b, false, "Finalized", note).await;
     Ok(())
@@ -480,10 +497,24 @@ mod tests {
     }
 
     #[test]
+    fn a_write_is_conditional_on_the_version_the_view_showed() {
+        let add = json!({"op": "add", "path": "/metadata/finalizers/-", "value": "f"});
+        let patch = guarded(Some("42"), vec![add.clone()]).unwrap();
+        let ops = serde_json::to_value(&patch).unwrap();
+        assert_eq!(
+            ops,
+            json!([{"op": "test", "path": "/metadata/resourceVersion", "value": "42"}, add])
+        );
+        let unguarded = serde_json::to_value(guarded(None, vec![add.clone()]).unwrap()).unwrap();
+        assert_eq!(unguarded, json!([add]));
+    }
+
+    #[test]
     fn the_view_keeps_what_the_loop_reads_of_a_binding() {
         let mut b = binding("a", "db-dev", "db", "dev");
         b.metadata.uid = Some("u-1".into());
         b.metadata.generation = Some(4);
+        b.metadata.resource_version = Some("17".into());
         b.metadata.finalizers = Some(vec!["other".into(), RRB_FINALIZER.into()]);
         b.spec.retain_policy = Some("Retain".into());
         b.spec.resource_type_environment_configs = Some(json!({"replicas": 2}));
@@ -505,6 +536,7 @@ mod tests {
         let meta = &books.binding.metadata;
         assert_eq!(meta.uid.as_deref(), Some("u-1"));
         assert_eq!(meta.generation, Some(4));
+        assert_eq!(meta.resource_version.as_deref(), Some("17"));
         assert_eq!(
             (books.finalizers.ours_at, books.finalizers.count),
             (Some(1), 2)
