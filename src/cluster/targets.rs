@@ -258,7 +258,7 @@ impl Targets {
             .get(key.as_str())
             .into_iter()
             .flatten()
-            .map(|r| rebuild(r, namespace, resource, environment))
+            .map(|r| Arc::new(rebuild(r, namespace, resource, environment)))
             .collect()
     }
 
@@ -274,7 +274,7 @@ impl Targets {
                 found.extend(
                     records
                         .iter()
-                        .map(|r| rebuild(r, ns, resource, environment)),
+                        .map(|r| Arc::new(rebuild(r, ns, resource, environment))),
                 );
             }
         }
@@ -291,7 +291,7 @@ impl Targets {
             .iter()
             .find(|r| r.name() == name)?;
         let (_, resource, environment) = split(key)?;
-        let mut binding = Arc::unwrap_or_clone(rebuild(record, namespace, resource, environment));
+        let mut binding = rebuild(record, namespace, resource, environment);
         let kept = &record.kept;
         binding.metadata.uid = kept.uid.text();
         binding.metadata.generation = kept.generation;
@@ -364,8 +364,8 @@ fn split(key: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// A binding holding exactly the facts the rules read.
-fn rebuild(record: &Record, namespace: &str, resource: &str, environment: &str) -> Arc<Rrb> {
-    Arc::new(Rrb {
+fn rebuild(record: &Record, namespace: &str, resource: &str, environment: &str) -> Rrb {
+    Rrb {
         metadata: ObjectMeta {
             name: Some(record.name().to_string()),
             namespace: Some(namespace.to_string()),
@@ -381,7 +381,7 @@ fn rebuild(record: &Record, namespace: &str, resource: &str, environment: &str) 
             ..ResourceReleaseBindingSpec::default()
         },
         status: None,
-    })
+    }
 }
 
 /// The write side. A relist is filed apart and replaces everything when it completes, so

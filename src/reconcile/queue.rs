@@ -79,11 +79,13 @@ impl<K: Clone + Eq + Hash> Queue<K> {
     }
 
     /// Keys due or running.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.due.len() + self.running.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
