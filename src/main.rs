@@ -1,5 +1,11 @@
 use clap::Parser;
 
+// jemalloc returns freed memory and fragments less than glibc's malloc under the view's mix of
+// long-lived small records and short-lived decoded objects: live RSS at 100,000 bindings 107 MiB
+// against 145-151 MiB (README, Performance).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = bindguard::cli::Cli::parse();
     match bindguard::cli::run(cli) {
