@@ -482,6 +482,10 @@ impl Watched for PromiseRevision {
     const KEEPS_LABELS: bool = true;
     type Spec = RevisionFacts;
     type Status = PromiseRevisionStatus;
+    /// Its Promise: what a loop keyed by Promise needs of a revision, deleted or not.
+    fn lookup_key(&self) -> Option<String> {
+        Some(self.spec.promise_ref.name.clone())
+    }
     fn assemble(
         metadata: ObjectMeta,
         spec: RevisionFacts,
@@ -504,6 +508,12 @@ impl ResourceBinding {
     /// The index key of the bindings in `namespace` of `promise`'s request `resource`.
     pub fn request_key(namespace: &str, promise: &str, resource: &str) -> String {
         format!("{namespace}\0{promise}\0{resource}")
+    }
+
+    /// `(namespace, promise, resource)` of a [`ResourceBinding::request_key`].
+    pub fn request_of(key: &str) -> Option<(&str, &str, &str)> {
+        let mut parts = key.splitn(3, '\0');
+        Some((parts.next()?, parts.next()?, parts.next()?))
     }
 }
 

@@ -101,23 +101,31 @@ impl<K: Watched> Feed<K> {
     /// list as the kind relisted (its objects are only in the store from then on).
     fn apply(&mut self, event: Event<Seen<K>>) {
         let announced = match &event {
-            Event::Apply(seen) => Some((seen.meta(), false)),
-            Event::Delete(seen) => Some((seen.meta(), true)),
+            Event::Apply(seen) => Some((seen, false)),
+            Event::Delete(seen) => Some((seen, true)),
             Event::Init | Event::InitApply(_) | Event::InitDone => None,
         }
-        .and_then(|(meta, gone)| Some((meta.namespace.clone(), meta.name.clone()?, gone)));
+        .and_then(|(seen, gone)| {
+            let meta = seen.meta();
+            let lookup = match seen {
+                Seen::Readable(object) => object.lookup_key(),
+                Seen::Unreadable { .. } => None,
+            };
+            Some((meta.namespace.clone(), meta.name.clone()?, gone, lookup))
+        });
         let relisted = matches!(event, Event::InitDone);
         self.store(event);
         let Some(changed) = &self.changed else {
             return;
         };
-        if let Some((namespace, name, gone)) = announced {
+        if let Some((namespace, name, gone, lookup)) = announced {
             changed.announce(Changed {
                 kind: self.kind,
                 namespace,
                 name,
                 gone,
                 relisted: false,
+                lookup,
             });
         } else if relisted {
             changed.announce(Changed {
@@ -126,6 +134,7 @@ impl<K: Watched> Feed<K> {
                 name: String::new(),
                 gone: false,
                 relisted: true,
+                lookup: None,
             });
         }
     }
@@ -247,12 +256,9 @@ mod tests {
         Seen::read(&object.to_string())
     }
 
-    fn feed(
-        stores: &Stores,
-        writer: crate::cluster::Keeper<ChoreoResource>,
-    ) -> Feed<ChoreoResource> {
+    fn feed<K: Watched>(stores: &Stores, writer: crate::cluster::Keeper<K>) -> Feed<K> {
         Feed {
-            kind: Kind::Resource,
+            kind: K::KIND,
             changed: stores.changed.clone(),
             writer: Box::new(writer),
             unreadable: stores.unreadable.clone(),
@@ -341,5 +347,24 @@ mod tests {
         assert_eq!((deleted.name.as_str(), deleted.gone), ("r", true));
         assert!(deletions.try_recv().is_err(), "nothing else");
         assert!(stores.resource("ns", "listed").is_some());
+    }
+
+    #[test]
+    fn a_deleted_binding_is_announced_with_the_request_it_bound() {
+        let (writers, mut stores) = Writers::new(0);
+        stores.changed = Some(Announcer::new(8));
+        let mut changes = stores.changes().expect("a live view announces changes");
+        let mut feed = feed(&stores, writers.resource_bindings);
+        let binding = json!({"metadata": {"name": "cache-x1", "namespace": "ns"},
+            "spec": {"promiseRef": {"name": "redis"}, "resourceRef": {"name": "cache"}, "version": "v1"}});
+        let read = || Seen::<crate::crd::ResourceBinding>::read(&binding.to_string());
+        feed.apply(Event::Apply(read()));
+        feed.apply(Event::Delete(read()));
+        let key = crate::crd::ResourceBinding::request_key("ns", "redis", "cache");
+        for gone in [false, true] {
+            let change = changes.try_recv().expect("announced");
+            assert_eq!((change.gone, change.lookup.as_deref()), (gone, Some(&*key)));
+        }
+        assert!(stores.resource_binding("ns", "cache-x1").is_none());
     }
 }

@@ -61,6 +61,24 @@ pub trait ClusterView: Send + Sync {
         Vec::new()
     }
     fn promise(&self, name: &str) -> Option<Arc<Promise>>;
+    fn promise_revision(&self, _name: &str) -> Option<Arc<PromiseRevision>> {
+        None
+    }
+    fn resource_binding(&self, _namespace: &str, _name: &str) -> Option<Arc<ResourceBinding>> {
+        None
+    }
+    /// Every Promise this view keeps.
+    fn all_promises(&self) -> Vec<Arc<Promise>> {
+        Vec::new()
+    }
+    /// Every PromiseRevision this view keeps.
+    fn all_promise_revisions(&self) -> Vec<Arc<PromiseRevision>> {
+        Vec::new()
+    }
+    /// Every Kratix ResourceBinding this view keeps, in every namespace.
+    fn all_resource_bindings(&self) -> Vec<Arc<ResourceBinding>> {
+        Vec::new()
+    }
     /// Every revision whose `spec.promiseRef.name` is `promise`.
     fn promise_revisions(&self, promise: &str) -> Vec<Arc<PromiseRevision>>;
     fn resource_bindings(&self, namespace: &str) -> Vec<Arc<ResourceBinding>>;
@@ -105,6 +123,9 @@ pub struct Changed {
     pub gone: bool,
     /// Every object of `kind` was listed again and the view now holds that list; no name.
     pub relisted: bool,
+    /// The object's [`facts::Watched::lookup_key`], for kinds that have one: what a deleted
+    /// object was filed under, once the view has forgotten it.
+    pub lookup: Option<String>,
 }
 
 /// Changes kept for a slow listener before it is told it lagged.
@@ -152,6 +173,8 @@ pub struct Stores {
     pub resource_bindings: Store<ResourceBinding>,
     /// ResourceBindings by [`ResourceBinding::lookup_key`].
     pub resource_binding_requests: Index,
+    /// PromiseRevisions by their Promise.
+    pub revisions_by_promise: Index,
     pub unreadable: Unreadables,
     /// Kinds whose first list has not completed yet.
     pending: Arc<AtomicUsize>,
@@ -203,6 +226,7 @@ impl Writers {
             promise_revisions: writers.promise_revisions.as_reader(),
             resource_bindings: writers.resource_bindings.as_reader(),
             resource_binding_requests: writers.resource_bindings.index.clone(),
+            revisions_by_promise: writers.promise_revisions.index.clone(),
             unreadable: Unreadables::default(),
             pending: Arc::new(AtomicUsize::new(pending)),
             changed: None,
@@ -326,10 +350,26 @@ impl ClusterView for Stores {
     fn promise(&self, name: &str) -> Option<Arc<Promise>> {
         get(&self.promises, None, name)
     }
+    fn promise_revision(&self, name: &str) -> Option<Arc<PromiseRevision>> {
+        get(&self.promise_revisions, None, name)
+    }
+    fn resource_binding(&self, namespace: &str, name: &str) -> Option<Arc<ResourceBinding>> {
+        get(&self.resource_bindings, Some(namespace), name)
+    }
+    fn all_promises(&self) -> Vec<Arc<Promise>> {
+        self.promises.state()
+    }
+    fn all_promise_revisions(&self) -> Vec<Arc<PromiseRevision>> {
+        self.promise_revisions.state()
+    }
+    fn all_resource_bindings(&self) -> Vec<Arc<ResourceBinding>> {
+        self.resource_bindings.state()
+    }
     fn promise_revisions(&self, promise: &str) -> Vec<Arc<PromiseRevision>> {
-        self.promise_revisions
-            .state()
-            .into_iter()
+        self.revisions_by_promise
+            .names(promise)
+            .iter()
+            .filter_map(|name| get(&self.promise_revisions, None, name))
             .filter(|r| r.spec.promise_ref.name == promise)
             .collect()
     }

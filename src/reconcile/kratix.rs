@@ -4,100 +4,205 @@
 
 use super::conditions::{merge, resolve_version, same};
 use super::requests::{self, Registry};
-use super::{Ctx, Error, finished, observed, on_error};
+use super::runner::{self, Follow, Key};
+use super::{Ctx, Error};
+use crate::cluster::{Changed, ClusterView};
 use crate::crd::*;
+use crate::kinds::Kind;
 use crate::naming::{self, RevisionId};
 use crate::policy::promise_revision::is_latest;
-use futures::StreamExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Runs the Kratix controllers; the request controllers live in `registry`.
+/// Runs the Kratix loops; the request controllers live in `registry`.
 pub async fn run(ctx: Arc<Ctx>, registry: Arc<Registry>) {
-    let client = ctx.client.clone();
-    let promises = Controller::new(
-        Api::<Promise>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(super::controller_config())
-    .run(
-        observed("Promise", ctx.metrics.clone(), reconcile_promise),
-        |_, e, c: Arc<Ctx>| on_error("Promise", e, &c),
-        ctx.clone(),
-    )
-    .for_each(|_| async {});
-    let revisions = Controller::new(
-        Api::<PromiseRevision>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(super::controller_config())
-    .run(
-        observed("PromiseRevision", ctx.metrics.clone(), reconcile_revision),
-        |_, e, c: Arc<Ctx>| on_error("PromiseRevision", e, &c),
-        ctx.clone(),
-    )
-    .for_each(|_| async {});
-    let controller = Controller::new(
-        Api::<ResourceBinding>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(super::controller_config());
-    let store = controller.store();
-    let bindings = controller
-        .watches(
-            Api::<PromiseRevision>::all(client.clone()),
-            watcher::Config::default(),
-            move |rev| {
-                let promise = rev.spec.promise_ref.name.clone();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|b| b.spec.promise_ref.name == promise)
-                    .map(|b| ObjectRef::from_obj(&*b))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .run(
-            observed("ResourceBinding", ctx.metrics.clone(), reconcile_binding),
-            |_, e, c: Arc<Ctx>| on_error("ResourceBinding", e, &c),
-            ctx,
-        )
-        .for_each(|_| async {});
     tokio::join!(
-        promises,
-        revisions,
-        bindings,
-        follow_offers(client, registry)
+        runner::run(ctx.clone(), Promises),
+        runner::run(ctx.clone(), Revisions),
+        runner::run(ctx.clone(), Bindings),
+        runner::run(ctx, Offers(registry)),
     );
 }
 
-/// Keeps one request controller per offered kind, re-deciding on every Promise change,
-/// deletions included (a reconciler never sees those).
-async fn follow_offers(client: Client, registry: Arc<Registry>) {
-    let (reader, writer) = reflector::store::<Promise>();
-    reflector::reflector(
-        writer,
-        watcher(Api::<Promise>::all(client), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(|event| {
-        if matches!(
-            event,
-            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
-        ) {
-            registry.sync(&requests::offers(&reader.state()));
+/// The Promises, each reconciled when it or one of its revisions changes.
+struct Promises;
+
+impl Follow for Promises {
+    fn kind(&self) -> &'static str {
+        Kind::Promise.name()
+    }
+    fn every(&self, view: &dyn ClusterView) -> Vec<Key> {
+        let all = view.all_promises();
+        all.iter()
+            .map(|p| runner::key(None, &p.name_any()))
+            .collect()
+    }
+    fn affected(&self, view: &dyn ClusterView, change: &Changed) -> Vec<Key> {
+        match (change.kind, change.relisted) {
+            (Kind::Promise | Kind::PromiseRevision, true) => self.every(view),
+            (Kind::Promise, false) if !change.gone => vec![runner::key(None, &change.name)],
+            (Kind::PromiseRevision, false) => revision_promise(change).into_iter().collect(),
+            _ => Vec::new(),
         }
-        async {}
-    })
-    .await;
+    }
+    async fn reconcile(&self, ctx: &Ctx, key: &str) -> Result<(), Error> {
+        let live = ctx.view.promise(key);
+        if live.is_none_or(|p| p.metadata.deletion_timestamp.is_some()) {
+            return Ok(());
+        }
+        // The view keeps no spec; the revision copies it.
+        let api: Api<Promise> = Api::all(ctx.client.clone());
+        match api.get_opt(key).await? {
+            Some(promise) => reconcile_promise(&promise, ctx).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The Promise a changed revision belongs to, even once the view has forgotten the revision.
+fn revision_promise(change: &Changed) -> Option<Key> {
+    change.lookup.as_deref().map(|p| runner::key(None, p))
+}
+
+/// The PromiseRevisions: each keeps its finalizer until the requests and bindings pinned to it
+/// are gone.
+struct Revisions;
+
+impl Follow for Revisions {
+    fn kind(&self) -> &'static str {
+        Kind::PromiseRevision.name()
+    }
+    fn every(&self, view: &dyn ClusterView) -> Vec<Key> {
+        let all = view.all_promise_revisions();
+        all.iter()
+            .map(|r| runner::key(None, &r.name_any()))
+            .collect()
+    }
+    fn affected(&self, view: &dyn ClusterView, change: &Changed) -> Vec<Key> {
+        match (change.kind, change.relisted, change.gone) {
+            (Kind::PromiseRevision, true, _) => self.every(view),
+            (Kind::PromiseRevision, false, false) => vec![runner::key(None, &change.name)],
+            _ => Vec::new(),
+        }
+    }
+    async fn reconcile(&self, ctx: &Ctx, key: &str) -> Result<(), Error> {
+        let Some(seen) = ctx.view.promise_revision(key) else {
+            return Ok(());
+        };
+        let settled = seen.metadata.deletion_timestamp.is_none()
+            && seen.finalizers().iter().any(|f| f == REVISION_FINALIZER);
+        if settled {
+            return Ok(());
+        }
+        // Cleanup reads the revision's copy of the Promise API, which the view does not keep.
+        let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
+        let Some(rev) = api.get_opt(key).await? else {
+            return Ok(());
+        };
+        finalizer(&api, REVISION_FINALIZER, Arc::new(rev), |event| async {
+            match event {
+                Finalizer::Apply(_) => Ok(Action::await_change()),
+                Finalizer::Cleanup(rev) => cleanup_revision(&rev, ctx).await,
+            }
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::Other(e.to_string()))
+    }
+}
+
+/// The Kratix ResourceBindings, each resolved against its Promise's revisions whenever it or
+/// one of them changes.
+struct Bindings;
+
+impl Follow for Bindings {
+    fn kind(&self) -> &'static str {
+        Kind::ResourceBinding.name()
+    }
+    fn every(&self, view: &dyn ClusterView) -> Vec<Key> {
+        let all = view.all_resource_bindings();
+        all.iter().map(|b| binding_key(b)).collect()
+    }
+    fn affected(&self, view: &dyn ClusterView, change: &Changed) -> Vec<Key> {
+        match (change.kind, change.relisted) {
+            (Kind::ResourceBinding | Kind::PromiseRevision, true) => self.every(view),
+            (Kind::ResourceBinding, false) if !change.gone => {
+                vec![runner::key(change.namespace.as_deref(), &change.name)]
+            }
+            (Kind::PromiseRevision, false) => {
+                let Some(promise) = change.lookup.as_deref() else {
+                    return Vec::new();
+                };
+                let all = view.all_resource_bindings();
+                let of = all.iter().filter(|b| b.spec.promise_ref.name == promise);
+                of.map(|b| binding_key(b)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+    async fn reconcile(&self, ctx: &Ctx, key: &str) -> Result<(), Error> {
+        let (ns, name) = runner::parts(key);
+        let seen = ctx.view.resource_binding(ns, name);
+        if seen.is_none_or(|b| b.metadata.deletion_timestamp.is_some()) {
+            return Ok(());
+        }
+        // The view keeps no status; the conditions are merged into it.
+        let api: Api<ResourceBinding> = Api::namespaced(ctx.client.clone(), ns);
+        match api.get_opt(name).await? {
+            Some(binding) => reconcile_binding(&binding, &api, ctx).await,
+            None => Ok(()),
+        }
+    }
+}
+
+fn binding_key(b: &ResourceBinding) -> Key {
+    runner::key(b.metadata.namespace.as_deref(), &b.name_any())
+}
+
+/// Keeps one request controller per offered kind, re-deciding whenever a Promise changes,
+/// deletions included. The offers are read from the Promises' specs, which the view does not
+/// keep: each decision lists them.
+struct Offers(Arc<Registry>);
+
+/// The one key of [`Offers`]: every decision covers every Promise.
+const OFFERED: &str = "offers";
+
+impl Follow for Offers {
+    fn kind(&self) -> &'static str {
+        "PromiseOffers"
+    }
+    fn every(&self, _: &dyn ClusterView) -> Vec<Key> {
+        vec![runner::key(None, OFFERED)]
+    }
+    fn affected(&self, view: &dyn ClusterView, change: &Changed) -> Vec<Key> {
+        match changes_offers(change) {
+            true => self.every(view),
+            false => Vec::new(),
+        }
+    }
+    async fn reconcile(&self, ctx: &Ctx, _: &str) -> Result<(), Error> {
+        let api: Api<Promise> = Api::all(ctx.client.clone());
+        let promises: Vec<Arc<Promise>> = api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        self.0.sync(&requests::offers(&promises));
+        Ok(())
+    }
+}
+
+/// Whether `change` may change what the Promises offer: any change to any Promise, deletions
+/// and relists included.
+fn changes_offers(change: &Changed) -> bool {
+    change.kind == Kind::Promise
 }
 
 /// The identities of `revisions`, for naming.
@@ -180,17 +285,14 @@ pub fn updated(live: &PromiseRevision, desired: &PromiseRevision) -> PromiseRevi
     out
 }
 
-async fn reconcile_promise(promise: Arc<Promise>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    if promise.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
+async fn reconcile_promise(promise: &Promise, ctx: &Ctx) -> Result<(), Error> {
     let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
     let all = api.list(&ListParams::default()).await?.items;
-    let desired = desired_revision(&promise, &ids(&all));
+    let desired = desired_revision(promise, &ids(&all));
     let name = desired.name_any();
     let live = match all.iter().find(|r| r.name_any() == name) {
-        None => create_revision(&api, &promise, &desired, &ctx).await?,
-        Some(live) => write_revision(&api, &promise, live, &desired, &ctx).await?,
+        None => create_revision(&api, promise, &desired, ctx).await?,
+        Some(live) => write_revision(&api, promise, live, &desired, ctx).await?,
     };
     if !live.status.as_ref().is_some_and(|s| s.latest) {
         set_latest_status(&api, &name, true).await?;
@@ -208,8 +310,7 @@ async fn reconcile_promise(promise: Arc<Promise>, ctx: Arc<Ctx>) -> Result<Actio
         ctx.event_on(&regarding, related, false, "RevisionSuperseded", note)
             .await;
     }
-    ctx.metrics.reconcile("Promise", "ok");
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(())
 }
 
 async fn create_revision(
@@ -277,18 +378,6 @@ async fn set_latest_status(
     Ok(())
 }
 
-async fn reconcile_revision(rev: Arc<PromiseRevision>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
-    let result = finalizer(&api, REVISION_FINALIZER, rev, |event| async {
-        match event {
-            Finalizer::Apply(_) => Ok(Action::await_change()),
-            Finalizer::Cleanup(rev) => cleanup_revision(&rev, &ctx).await,
-        }
-    })
-    .await;
-    finished("PromiseRevision", &ctx, result)
-}
-
 /// The bindings a revision being deleted takes with it: those of its Promise pinned to its
 /// version, and those following `latest` when it is the latest.
 pub fn pinned_to(bindings: Vec<ResourceBinding>, rev: &PromiseRevision) -> Vec<ResourceBinding> {
@@ -351,12 +440,13 @@ async fn cleanup_revision(rev: &PromiseRevision, ctx: &Ctx) -> Result<Action, Er
     Ok(Action::await_change())
 }
 
-async fn reconcile_binding(binding: Arc<ResourceBinding>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    if binding.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
+async fn reconcile_binding(
+    binding: &ResourceBinding,
+    api: &Api<ResourceBinding>,
+    ctx: &Ctx,
+) -> Result<(), Error> {
     let promise = &binding.spec.promise_ref.name;
-    let revisions = revisions_of(&ctx, promise).await?;
+    let revisions = ctx.view.promise_revisions(promise);
     let versions: Vec<String> = revisions.iter().map(|r| r.spec.version.clone()).collect();
     let latest = revisions
         .iter()
@@ -374,18 +464,15 @@ async fn reconcile_binding(binding: Arc<ResourceBinding>, ctx: Arc<Ctx>) -> Resu
     let conditions = merge(&old.conditions, vec![condition.clone()], &super::now());
     let applied = resolved.clone().or(old.last_applied_version.clone());
     if same(&old.conditions, &conditions) && applied == old.last_applied_version {
-        ctx.metrics.reconcile("ResourceBinding", "ok");
-        return Ok(Action::requeue(Duration::from_secs(300)));
+        return Ok(());
     }
     let patch = json!({"status": {"conditions": conditions, "lastAppliedVersion": applied}});
-    let ns = binding.namespace().unwrap_or_default();
-    Api::<ResourceBinding>::namespaced(ctx.client.clone(), &ns)
-        .patch_status(
-            &binding.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    api.patch_status(
+        &binding.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     let related = resolved.as_ref().and_then(|v| {
         revisions
             .iter()
@@ -400,29 +487,16 @@ async fn reconcile_binding(binding: Arc<ResourceBinding>, ctx: Arc<Ctx>) -> Resu
         condition.message,
     )
     .await;
-    ctx.metrics.reconcile("ResourceBinding", "ok");
-    Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-/// The revisions of `promise`, found by label and confirmed by spec.
-async fn revisions_of(ctx: &Ctx, promise: &str) -> Result<Vec<PromiseRevision>, Error> {
-    let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
-    let selector = format!("{LABEL_PROMISE_NAME}={}", naming::label_value(promise));
-    let items = api.list(&ListParams::default().labels(&selector)).await?;
-    Ok(items
-        .items
-        .into_iter()
-        .filter(|r| r.spec.promise_ref.name == promise)
-        .collect())
+    Ok(())
 }
 
 /// The version of `promise`'s latest revision, if it has one.
-pub async fn latest_version(ctx: &Ctx, promise: &str) -> Result<Option<String>, Error> {
-    let revisions = revisions_of(ctx, promise).await?;
-    Ok(revisions
+pub fn latest_version(ctx: &Ctx, promise: &str) -> Option<String> {
+    ctx.view
+        .promise_revisions(promise)
         .iter()
         .find(|r| r.labels().contains_key(LABEL_LATEST_REVISION))
-        .map(|r| r.spec.version.clone()))
+        .map(|r| r.spec.version.clone())
 }
 
 #[cfg(test)]
@@ -585,5 +659,143 @@ mod tests {
         assert_eq!(names(pinned_to(all(), &old)), ["a"]);
         let latest = desired(Some("v2"));
         assert_eq!(names(pinned_to(all(), &latest)), ["b", "c"]);
+    }
+
+    fn revision(name: &str, promise: &str) -> PromiseRevision {
+        let spec = PromiseRevisionSpec {
+            promise_ref: NameRef {
+                name: promise.into(),
+            },
+            promise_spec: None,
+            version: "v1".into(),
+        };
+        PromiseRevision::new(name, spec)
+    }
+
+    fn bound(ns: &str, name: &str, promise: &str) -> ResourceBinding {
+        let mut b = ResourceBinding::new(name, ResourceBindingSpec::default());
+        b.spec.promise_ref.name = promise.into();
+        b.spec.resource_ref.name = format!("{name}-request");
+        b.metadata.namespace = Some(ns.into());
+        b
+    }
+
+    fn changed(kind: Kind, name: &str, gone: bool, lookup: Option<&str>) -> Changed {
+        Changed {
+            kind,
+            namespace: (kind == Kind::ResourceBinding).then(|| "a".to_string()),
+            name: name.into(),
+            gone,
+            relisted: false,
+            lookup: lookup.map(String::from),
+        }
+    }
+
+    fn keys(keys: Vec<Key>) -> Vec<String> {
+        let mut keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn a_change_reaches_exactly_the_objects_that_read_it() {
+        use crate::cluster::{Writers, put};
+        let (mut w, view) = Writers::new(0);
+        for name in ["redis", "kafka"] {
+            put(&mut w.promises, Promise::new(name, PromiseSpec::default()));
+        }
+        put(&mut w.promise_revisions, revision("redis-v1", "redis"));
+        put(&mut w.promise_revisions, revision("kafka-v1", "kafka"));
+        put(&mut w.resource_bindings, bound("a", "one", "redis"));
+        put(&mut w.resource_bindings, bound("b", "two", "redis"));
+        put(&mut w.resource_bindings, bound("a", "three", "kafka"));
+        let all = |change: &Changed| {
+            let offers = match changes_offers(change) {
+                true => vec![OFFERED.to_string()],
+                false => Vec::new(),
+            };
+            [
+                keys(Promises.affected(&view, change)),
+                keys(Revisions.affected(&view, change)),
+                keys(Bindings.affected(&view, change)),
+                offers,
+            ]
+        };
+        let none: Vec<String> = Vec::new();
+        let revised = changed(Kind::PromiseRevision, "redis-v1", false, Some("redis"));
+        assert_eq!(
+            all(&revised),
+            [
+                vec!["redis".to_string()],
+                vec!["redis-v1".into()],
+                vec!["a/one".into(), "b/two".into()],
+                none.clone()
+            ]
+        );
+        let deleted = Changed {
+            gone: true,
+            ..revised
+        };
+        assert_eq!(
+            all(&deleted),
+            [
+                vec!["redis".to_string()],
+                none.clone(),
+                vec!["a/one".into(), "b/two".into()],
+                none.clone()
+            ]
+        );
+        let promise = changed(Kind::Promise, "kafka", false, None);
+        assert_eq!(
+            all(&promise),
+            [
+                vec!["kafka".to_string()],
+                none.clone(),
+                none.clone(),
+                vec!["offers".into()]
+            ]
+        );
+        let promise_gone = Changed {
+            gone: true,
+            ..promise
+        };
+        assert_eq!(
+            all(&promise_gone),
+            [
+                none.clone(),
+                none.clone(),
+                none.clone(),
+                vec!["offers".into()]
+            ]
+        );
+        let binding = changed(Kind::ResourceBinding, "three", false, None);
+        assert_eq!(
+            all(&binding),
+            [
+                none.clone(),
+                none.clone(),
+                vec!["a/three".to_string()],
+                none.clone()
+            ]
+        );
+        let binding_gone = Changed {
+            gone: true,
+            ..binding
+        };
+        assert_eq!(
+            all(&binding_gone),
+            [none.clone(), none.clone(), none.clone(), none.clone()]
+        );
+        let relisted = Changed {
+            relisted: true,
+            ..changed(Kind::PromiseRevision, "", false, None)
+        };
+        let [promises, revisions, bindings, _] = all(&relisted);
+        assert_eq!((promises.len(), revisions.len(), bindings.len()), (2, 2, 3));
+        let other = changed(Kind::ResourceReleaseBinding, "x", false, None);
+        assert_eq!(
+            all(&other),
+            [none.clone(), none.clone(), none.clone(), none]
+        );
     }
 }

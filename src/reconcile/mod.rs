@@ -8,6 +8,7 @@ pub mod openchoreo;
 pub mod promote;
 pub mod queue;
 pub mod requests;
+pub mod runner;
 
 use crate::cluster::ClusterView;
 use crate::metrics::Metrics;

@@ -5,120 +5,56 @@
 //! The loop watches nothing itself: the cluster view announces every change it applies (its
 //! own watches, one per kind and process), bindings included, and keeps what the loop reads of
 //! each binding ([`crate::cluster::Books`]). Each change is mapped to the bindings it affects
-//! and queued ([`super::queue`]); a reconcile reads the view, which already has the change.
+//! and queued ([`super::runner`]); a reconcile reads the view, which already has the change.
 
 use super::conditions::{
     self, BindingView, StatusWrite, binding_conditions, finalizing, status_write,
 };
-use super::queue::Queue;
+use super::runner::{self, Follow, Key};
 use super::{Ctx, Error};
 use crate::cluster::held::{Finalizers, Held};
 use crate::cluster::{Books, Changed, ClusterView, Listed};
 use crate::crd::*;
 use crate::kinds::Kind;
 use crate::policy::referents::{self, DELETE, RETAIN};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::broadcast;
-use tokio::time::Instant;
-use tracing::Instrument;
 
 type Rrb = ResourceReleaseBinding;
-/// A binding's `namespace/name`: one allocation however often it is queued.
-type Key = Arc<str>;
-
-fn key((namespace, name): (String, String)) -> Key {
-    Arc::from(crate::cluster::object_key(&namespace, &name))
-}
-
-/// How soon a failed reconcile runs again.
-const RETRY: Duration = Duration::from_secs(5);
-/// How often to look whether the view has listed every kind yet.
-const SYNC_POLL: Duration = Duration::from_millis(500);
 
 pub async fn run(ctx: Arc<Ctx>) {
-    let Some(changes) = ctx.view.changes() else {
-        tracing::warn!("the cluster view announces no changes: bindings are not reconciled");
-        return;
-    };
     tokio::join!(
-        reconcile_bindings(ctx.clone(), changes),
+        runner::run(ctx.clone(), Bindings),
         cascade_resource_deletion(ctx)
     );
 }
 
-async fn synced(view: &dyn ClusterView) {
-    while !view.is_synced() {
-        tokio::time::sleep(SYNC_POLL).await;
+/// The ResourceReleaseBindings, each reconciled whenever it or a referent it reads changes.
+struct Bindings;
+
+impl Follow for Bindings {
+    fn kind(&self) -> &'static str {
+        Kind::ResourceReleaseBinding.name()
+    }
+
+    fn every(&self, view: &dyn ClusterView) -> Vec<Key> {
+        let all = view.release_binding_names(None, &|_| true);
+        all.into_iter().map(binding_key).collect()
+    }
+
+    fn affected(&self, view: &dyn ClusterView, change: &Changed) -> Vec<Key> {
+        affected(view, change)
+    }
+
+    async fn reconcile(&self, ctx: &Ctx, key: &str) -> Result<(), Error> {
+        reconcile(ctx, key).await
     }
 }
 
-/// Every binding once the view has listed every kind, then those each announced change
-/// affects (all of them when changes were missed), at most [`super::CONCURRENCY`] at a time.
-async fn reconcile_bindings(ctx: Arc<Ctx>, mut changes: broadcast::Receiver<Changed>) {
-    synced(ctx.view.as_ref()).await;
-    let mut queue = Queue::new(super::DEBOUNCE);
-    for key in every(ctx.view.as_ref()) {
-        queue.trigger(key);
-    }
-    let mut running = FuturesUnordered::new();
-    let mut listening = true;
-    loop {
-        tokio::select! {
-            change = changes.recv(), if listening => match change {
-                Ok(change) => affected(ctx.view.as_ref(), &change)
-                    .into_iter()
-                    .for_each(|key| queue.trigger(key)),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "changes missed; looking at every binding");
-                    every(ctx.view.as_ref()).into_iter().for_each(|key| queue.trigger(key));
-                }
-                Err(broadcast::error::RecvError::Closed) => listening = false,
-            },
-            Some(key) = queue.next(), if running.len() < usize::from(super::CONCURRENCY) => {
-                running.push(observed(ctx.clone(), key));
-            }
-            Some((key, again)) = running.next() => {
-                queue.done(&key);
-                if let Some(after) = again {
-                    queue.requeue(key, after);
-                }
-            }
-            else => return,
-        }
-    }
-}
-
-/// One reconcile in a span naming the binding, timed and counted; failures run again after
-/// [`RETRY`].
-async fn observed(ctx: Arc<Ctx>, key: Key) -> (Key, Option<Duration>) {
-    let kind = Kind::ResourceReleaseBinding.name();
-    let (namespace, name) = key.split_once('/').unwrap_or_default();
-    let span = tracing::info_span!("reconcile", kind, namespace, name);
-    let started = Instant::now();
-    let outcome = reconcile(&ctx, &key).instrument(span.clone()).await;
-    ctx.metrics.reconcile_took(kind, started.elapsed());
-    let again = match outcome {
-        Ok(()) => {
-            ctx.metrics.reconcile(kind, "ok");
-            None
-        }
-        Err(error) => {
-            ctx.metrics.reconcile(kind, "error");
-            span.in_scope(|| tracing::warn!(kind, %error, "reconcile failed; requeueing"));
-            Some(RETRY)
-        }
-    };
-    (key, again)
-}
-
-fn every(view: &dyn ClusterView) -> Vec<Key> {
-    let all = view.release_binding_names(None, &|_| true);
-    all.into_iter().map(key).collect()
+fn binding_key((namespace, name): (String, String)) -> Key {
+    runner::key(Some(&namespace), &name)
 }
 
 /// The bindings a change affects: a binding itself, or those in a referent's namespace that
@@ -128,7 +64,7 @@ fn affected(view: &dyn ClusterView, change: &Changed) -> Vec<Key> {
     if change.relisted {
         return match change.kind {
             Kind::Promise | Kind::PromiseRevision | Kind::ResourceBinding => Vec::new(),
-            _ => every(view),
+            _ => Bindings.every(view),
         };
     }
     let name = change.name.as_str();
@@ -147,16 +83,14 @@ fn affected(view: &dyn ClusterView, change: &Changed) -> Vec<Key> {
         Kind::ResourceRelease => within(&|b| b.release == Some(name)),
         Kind::Project => within(&|b| b.project == name),
         Kind::ResourceType => within(&|_| true),
-        Kind::ClusterResourceType => return every(view),
+        Kind::ClusterResourceType => return Bindings.every(view),
         _ => Vec::new(),
     };
-    names.into_iter().map(key).collect()
+    names.into_iter().map(binding_key).collect()
 }
 
-async fn reconcile(ctx: &Ctx, key: &Key) -> Result<(), Error> {
-    let Some((ns, name)) = key.split_once('/') else {
-        return Ok(());
-    };
+async fn reconcile(ctx: &Ctx, key: &str) -> Result<(), Error> {
+    let (ns, name) = runner::parts(key);
     let Some(mut books) = ctx.view.release_binding_books(ns, name) else {
         return Ok(());
     };
@@ -198,7 +132,7 @@ fn view(b: &Rrb) -> BindingView {
 
 /// The loop's writes to one binding, each conditional on the resourceVersion the view showed
 /// (then on the one the previous write answered): a write from a view that is behind fails,
-/// and the reconcile runs again after [`RETRY`], instead of overwriting a finalizer or a
+/// and the reconcile runs again after [`runner::RETRY`], instead of overwriting a finalizer or a
 /// condition someone else wrote meanwhile.
 struct Writes<'a> {
     api: &'a Api<Rrb>,
@@ -333,7 +267,7 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
         }
     };
     let work = async {
-        synced(ctx.view.as_ref()).await;
+        runner::synced(ctx.view.as_ref()).await;
         while let Some(change) = queue.recv().await {
             delete_bindings_of(&change, &ctx).await;
         }
@@ -408,6 +342,7 @@ mod tests {
             name: name.into(),
             gone,
             relisted: false,
+            lookup: None,
         }
     }
 
@@ -489,7 +424,7 @@ mod tests {
             sorted(
                 of_deleted_resource(&view, &deleted)
                     .into_iter()
-                    .map(key)
+                    .map(binding_key)
                     .collect()
             ),
             ["a/db-dev", "a/db-prod"]

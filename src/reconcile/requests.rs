@@ -6,9 +6,11 @@
 //! reason: the answer, a whole request, is never decoded.
 
 use super::{Ctx, Error, finished, observed, on_error};
+use crate::cluster::Changed;
 use crate::crd::*;
+use crate::kinds::Kind;
 use crate::naming;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{
@@ -17,7 +19,7 @@ use kube::api::{
 };
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// A resource request as the loop reads it: its metadata, from metadata-only requests
 /// (`PartialObjectMetadata`), without `managedFields`. Those mirror the shape of the object
@@ -249,29 +252,27 @@ struct RequestCtx {
     offer: Offer,
 }
 
-/// Runs the controller for one offered kind until aborted.
+/// Runs the controller for one offered kind until aborted. Requests are watched here (no other
+/// part of bindguard reads them); their bindings are followed through the cluster view.
 async fn serve(ctx: Arc<Ctx>, offer: Offer) {
-    let client = ctx.client.clone();
+    let Some(changes) = ctx.view.changes() else {
+        tracing::warn!("the cluster view announces no changes: requests are not reconciled");
+        return;
+    };
     let ar = offer.api.clone();
-    let requests = Api::<Request>::all_with(client.clone(), &ar);
-    let selector = format!(
-        "{LABEL_PROMISE_NAME}={}",
-        naming::label_value(&offer.promise)
-    );
-    let mapped = ar.clone();
+    let requests = Api::<Request>::all_with(ctx.client.clone(), &ar);
     let metrics = ctx.metrics.clone();
+    let controller = Controller::new_with(requests, watcher::Config::default(), ar.clone())
+        .with_config(super::controller_config());
+    let triggers = Triggers {
+        changes,
+        promise: offer.promise.clone(),
+        ar,
+        requests: controller.store(),
+    };
     let rc = Arc::new(RequestCtx { ctx, offer });
-    Controller::new_with(requests, watcher::Config::default(), ar)
-        .with_config(super::controller_config())
-        .watches(
-            Api::<ResourceBinding>::all(client),
-            watcher::Config::default().labels(&selector),
-            move |b| {
-                let ns = b.namespace()?;
-                let name = &b.spec.resource_ref.name;
-                Some(ObjectRef::new_with(name, mapped.clone()).within(&ns))
-            },
-        )
+    controller
+        .reconcile_on(triggers.stream())
         .run(
             observed("ResourceRequest", metrics, reconcile),
             |_, e, rc: Arc<RequestCtx>| on_error("ResourceRequest", e, &rc.ctx),
@@ -284,6 +285,66 @@ async fn serve(ctx: Arc<Ctx>, offer: Offer) {
             async {}
         })
         .await;
+}
+
+/// The requests to reconcile as the view announces changes to ResourceBindings: the one a
+/// binding of `promise` binds (also once the binding is deleted), or every request when
+/// bindings were listed again or announcements were missed.
+struct Triggers {
+    changes: broadcast::Receiver<Changed>,
+    promise: String,
+    ar: ApiResource,
+    requests: Store<Request>,
+}
+
+impl Triggers {
+    fn stream(self) -> impl Stream<Item = ObjectRef<Request>> + Send + 'static {
+        futures::stream::unfold(self, |mut triggers| async move {
+            let refs = triggers.next().await?;
+            Some((futures::stream::iter(refs), triggers))
+        })
+        .flatten()
+    }
+
+    async fn next(&mut self) -> Option<Vec<ObjectRef<Request>>> {
+        loop {
+            let refs = match self.changes.recv().await {
+                Ok(change) if change.relisted => match change.kind {
+                    Kind::ResourceBinding => self.every(),
+                    _ => Vec::new(),
+                },
+                Ok(change) => bound_request(&change, &self.promise, &self.ar)
+                    .into_iter()
+                    .collect(),
+                Err(broadcast::error::RecvError::Lagged(_)) => self.every(),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            if !refs.is_empty() {
+                return Some(refs);
+            }
+        }
+    }
+
+    fn every(&self) -> Vec<ObjectRef<Request>> {
+        let all = self.requests.state();
+        let refs = all
+            .iter()
+            .map(|r| ObjectRef::from_obj_with(&**r, self.ar.clone()));
+        refs.collect()
+    }
+}
+
+/// The request of kind `ar` a changed ResourceBinding of `promise` binds.
+pub fn bound_request(
+    change: &Changed,
+    promise: &str,
+    ar: &ApiResource,
+) -> Option<ObjectRef<Request>> {
+    if change.kind != Kind::ResourceBinding {
+        return None;
+    }
+    let (ns, of, request) = ResourceBinding::request_of(change.lookup.as_deref()?)?;
+    (of == promise).then(|| ObjectRef::new_with(request, ar.clone()).within(ns))
 }
 
 async fn reconcile(request: Arc<Request>, rc: Arc<RequestCtx>) -> Result<Action, Error> {
@@ -406,7 +467,7 @@ async fn create_binding(
     api: &Api<ResourceBinding>,
 ) -> Result<String, Error> {
     let promise = &rc.offer.promise;
-    let latest = super::kratix::latest_version(&rc.ctx, promise).await?;
+    let latest = super::kratix::latest_version(&rc.ctx, promise);
     let Some(version) = version_for(&request.metadata, latest.as_deref()) else {
         return Err(Error::Other(format!(
             "Promise {promise:?} has no latest PromiseRevision yet"
@@ -603,6 +664,33 @@ mod tests {
         let wanted = offers(&[Arc::new(going), old]);
         assert_eq!(wanted[&key].promise, "old", "re-offered after delete");
         assert!(offers(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_binding_change_reaches_the_request_it_binds_even_once_deleted() {
+        let ar = offered_api(&crd("marketplace.kratix.io", "Redis", v1())).expect("offered");
+        let change = |kind, promise: &str, gone| Changed {
+            kind,
+            namespace: Some("team".into()),
+            name: "cache-x1".into(),
+            gone,
+            relisted: false,
+            lookup: Some(ResourceBinding::request_key("team", promise, "cache")),
+        };
+        for gone in [false, true] {
+            let request =
+                bound_request(&change(Kind::ResourceBinding, "redis", gone), "redis", &ar);
+            let request = request.expect("the bound request");
+            assert_eq!(
+                (request.name.as_str(), request.namespace.as_deref()),
+                ("cache", Some("team"))
+            );
+            assert_eq!(request.dyntype.kind, "Redis");
+        }
+        let other_promise = change(Kind::ResourceBinding, "kafka", false);
+        assert!(bound_request(&other_promise, "redis", &ar).is_none());
+        let other_kind = change(Kind::PromiseRevision, "redis", false);
+        assert!(bound_request(&other_kind, "redis", &ar).is_none());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub const SCENARIOS: &[Scenario] = &[
     scenario!(deleting_a_promise_deletes_its_requests),
     scenario!(a_same_version_update_replaces_the_revision_spec),
     scenario!(a_kind_is_served_by_the_promise_that_offers_it_now),
+    scenario!(each_kind_is_watched_once_per_process),
     scenario!(two_promises_claiming_one_revision_name_each_get_one),
     scenario!(each_revision_action_gets_its_own_event),
     scenario!(the_loops_own_writes_pass_the_first_time),
@@ -427,6 +428,58 @@ fn a_kind_is_served_by_the_promise_that_offers_it_now(c: &Cluster) {
     assert_eq!(controllers_for(c, kind), 1, "one controller per kind");
     let created = notes(c, &ns, (kind, "w3"), "BindingCreated");
     assert_eq!(created.len(), 1, "{created:?}");
+}
+
+/// Open watches on `group`/`resource`, by the API server's own gauge.
+fn watches_of(c: &Cluster, group: &str, resource: &str) -> Result<u64, String> {
+    let out = c.kubectl.run(&["get", "--raw", "/metrics"]);
+    if !out.success {
+        return Err(out.stderr);
+    }
+    let (group, resource) = (
+        format!(r#"group="{group}""#),
+        format!(r#"resource="{resource}""#),
+    );
+    let open = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("apiserver_longrunning_requests{"))
+        .filter(|l| l.contains(r#"verb="WATCH""#) && l.contains(&group) && l.contains(&resource))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    Ok(open as u64)
+}
+
+/// Issue 14: the loop follows Promises, revisions and bindings through the view, so with the
+/// Widget controller of the scenario above running, each kind bindguard reads has exactly one
+/// open watch: the view's (the requests': their controller's).
+fn each_kind_is_watched_once_per_process(c: &Cluster) {
+    wait_for(
+        c,
+        "the Widget controller running",
+        || match controllers_for(c, "Widget") {
+            1 => Ok(()),
+            n => Err(format!("{n} controllers")),
+        },
+    );
+    let kinds = [
+        ("platform.kratix.io", "promises"),
+        ("platform.kratix.io", "promiserevisions"),
+        ("platform.kratix.io", "resourcebindings"),
+        ("openchoreo.dev", "resourcereleasebindings"),
+        ("openchoreo.dev", "resources"),
+        ("widget.kl.example.dev", "widgets"),
+    ];
+    wait_for(c, "one watch per kind", || {
+        let mut seen = Vec::new();
+        for (group, resource) in kinds {
+            seen.push((resource, watches_of(c, group, resource)?));
+        }
+        match seen.iter().all(|(_, n)| *n == 1) {
+            true => Ok(()),
+            false => Err(format!("open watches: {seen:?}")),
+        }
+    });
 }
 
 /// Issue 13 case 4: `kl-redis`@`ha-v1` and `kl-redis-ha`@`v1` share the seed's revision name;
