@@ -106,6 +106,27 @@ impl ClusterView for Merged {
             .promise(name)
             .or_else(|| self.live_one(self.live.promise(name)))
     }
+    fn promise_revision(&self, name: &str) -> Option<Arc<PromiseRevision>> {
+        self.head
+            .promise_revision(name)
+            .or_else(|| self.live_one(self.live.promise_revision(name)))
+    }
+    fn resource_binding(&self, namespace: &str, name: &str) -> Option<Arc<ResourceBinding>> {
+        self.head
+            .resource_binding(namespace, name)
+            .or_else(|| self.live_one(self.live.resource_binding(namespace, name)))
+    }
+    fn all_promises(&self) -> Vec<Arc<Promise>> {
+        self.both(self.head.all_promises(), self.live.all_promises())
+    }
+    fn all_promise_revisions(&self) -> Vec<Arc<PromiseRevision>> {
+        let (head, live) = (&self.head, &self.live);
+        self.both(head.all_promise_revisions(), live.all_promise_revisions())
+    }
+    fn all_resource_bindings(&self) -> Vec<Arc<ResourceBinding>> {
+        let (head, live) = (&self.head, &self.live);
+        self.both(head.all_resource_bindings(), live.all_resource_bindings())
+    }
     fn promise_revisions(&self, promise: &str) -> Vec<Arc<PromiseRevision>> {
         self.both(
             self.head.promise_revisions(promise),

@@ -90,7 +90,9 @@ impl<K: Watched> Sink<K> for Keeper<K> {
     /// Applies one watch event to the store and the index.
     fn apply_watcher_event(&mut self, event: &Event<K>) {
         let previous = match event {
-            Event::Apply(object) => self.writer.as_reader().get(&ObjectRef::from_obj(object)),
+            Event::Apply(object) | Event::Delete(object) => {
+                self.writer.as_reader().get(&ObjectRef::from_obj(object))
+            }
             _ => None,
         };
         self.writer.apply_watcher_event(event);
@@ -105,8 +107,11 @@ impl<K: Watched> Sink<K> for Keeper<K> {
                     self.index.insert(key, object.name_any());
                 }
             }
+            // Filed under what the store held: a placeholder for an object that turned
+            // unreadable carries no spec to compute the key from.
             Event::Delete(object) => {
-                if let Some(key) = object.lookup_key() {
+                let key = previous.and_then(|p| p.lookup_key());
+                if let Some(key) = key.or_else(|| object.lookup_key()) {
                     self.index.remove(&key, &object.name_any());
                 }
             }
@@ -181,5 +186,16 @@ mod tests {
         assert!(names(&stores, "db").is_empty());
         assert!(indexed(&stores, "db").is_empty());
         assert_eq!(names(&stores, "cache"), ["c"]);
+    }
+
+    #[test]
+    fn a_placeholder_deleted_for_an_unreadable_version_unfiles_what_the_store_held() {
+        let (mut writers, stores) = Writers::new(0);
+        let keeper = &mut writers.resource_bindings;
+        keeper.apply_watcher_event(&Event::Apply(binding("a", "db")));
+        let mut placeholder = ResourceBinding::new("a", ResourceBindingSpec::default());
+        placeholder.metadata.namespace = Some("ns".into());
+        keeper.apply_watcher_event(&Event::Delete(placeholder));
+        assert!(indexed(&stores, "db").is_empty());
     }
 }

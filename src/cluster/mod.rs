@@ -61,24 +61,14 @@ pub trait ClusterView: Send + Sync {
         Vec::new()
     }
     fn promise(&self, name: &str) -> Option<Arc<Promise>>;
-    fn promise_revision(&self, _name: &str) -> Option<Arc<PromiseRevision>> {
-        None
-    }
-    fn resource_binding(&self, _namespace: &str, _name: &str) -> Option<Arc<ResourceBinding>> {
-        None
-    }
+    fn promise_revision(&self, name: &str) -> Option<Arc<PromiseRevision>>;
+    fn resource_binding(&self, namespace: &str, name: &str) -> Option<Arc<ResourceBinding>>;
     /// Every Promise this view keeps.
-    fn all_promises(&self) -> Vec<Arc<Promise>> {
-        Vec::new()
-    }
+    fn all_promises(&self) -> Vec<Arc<Promise>>;
     /// Every PromiseRevision this view keeps.
-    fn all_promise_revisions(&self) -> Vec<Arc<PromiseRevision>> {
-        Vec::new()
-    }
+    fn all_promise_revisions(&self) -> Vec<Arc<PromiseRevision>>;
     /// Every Kratix ResourceBinding this view keeps, in every namespace.
-    fn all_resource_bindings(&self) -> Vec<Arc<ResourceBinding>> {
-        Vec::new()
-    }
+    fn all_resource_bindings(&self) -> Vec<Arc<ResourceBinding>>;
     /// Every revision whose `spec.promiseRef.name` is `promise`.
     fn promise_revisions(&self, promise: &str) -> Vec<Arc<PromiseRevision>>;
     fn resource_bindings(&self, namespace: &str) -> Vec<Arc<ResourceBinding>>;

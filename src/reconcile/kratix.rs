@@ -58,8 +58,10 @@ impl Follow for Promises {
         // The view keeps no spec; the revision copies it.
         let api: Api<Promise> = Api::all(ctx.client.clone());
         match api.get_opt(key).await? {
-            Some(promise) => reconcile_promise(&promise, ctx).await,
-            None => Ok(()),
+            Some(promise) if promise.metadata.deletion_timestamp.is_none() => {
+                reconcile_promise(&promise, ctx).await
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -154,8 +156,10 @@ impl Follow for Bindings {
         // The view keeps no status; the conditions are merged into it.
         let api: Api<ResourceBinding> = Api::namespaced(ctx.client.clone(), ns);
         match api.get_opt(name).await? {
-            Some(binding) => reconcile_binding(&binding, &api, ctx).await,
-            None => Ok(()),
+            Some(binding) if binding.metadata.deletion_timestamp.is_none() => {
+                reconcile_binding(&binding, &api, ctx).await
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -490,13 +494,19 @@ async fn reconcile_binding(
     Ok(())
 }
 
-/// The version of `promise`'s latest revision, if it has one.
-pub fn latest_version(ctx: &Ctx, promise: &str) -> Option<String> {
-    ctx.view
-        .promise_revisions(promise)
-        .iter()
-        .find(|r| r.labels().contains_key(LABEL_LATEST_REVISION))
-        .map(|r| r.spec.version.clone())
+/// The version of `promise`'s latest revision, if it has one: read from the API server, not
+/// the view, since a new binding is pinned to it for good.
+pub async fn latest_version(ctx: &Ctx, promise: &str) -> Result<Option<String>, Error> {
+    let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
+    let selector = format!("{LABEL_PROMISE_NAME}={}", naming::label_value(promise));
+    let listed = api.list(&ListParams::default().labels(&selector)).await?;
+    Ok(listed
+        .items
+        .into_iter()
+        .find(|r| {
+            r.spec.promise_ref.name == promise && r.labels().contains_key(LABEL_LATEST_REVISION)
+        })
+        .map(|r| r.spec.version))
 }
 
 #[cfg(test)]

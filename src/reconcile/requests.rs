@@ -467,7 +467,7 @@ async fn create_binding(
     api: &Api<ResourceBinding>,
 ) -> Result<String, Error> {
     let promise = &rc.offer.promise;
-    let latest = super::kratix::latest_version(&rc.ctx, promise);
+    let latest = super::kratix::latest_version(&rc.ctx, promise).await?;
     let Some(version) = version_for(&request.metadata, latest.as_deref()) else {
         return Err(Error::Other(format!(
             "Promise {promise:?} has no latest PromiseRevision yet"
@@ -664,6 +664,62 @@ mod tests {
         let wanted = offers(&[Arc::new(going), old]);
         assert_eq!(wanted[&key].promise, "old", "re-offered after delete");
         assert!(offers(&[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn triggers_follow_bindings_and_fall_back_to_every_request() {
+        let ar = offered_api(&crd("marketplace.kratix.io", "Redis", v1())).expect("offered");
+        let mut writer = kube::runtime::reflector::store::Writer::<Request>::new(ar.clone());
+        for name in ["cache", "queue"] {
+            let mut request = Request::default();
+            request.metadata.name = Some(name.into());
+            request.metadata.namespace = Some("team".into());
+            writer.apply_watcher_event(&watcher::Event::Apply(request));
+        }
+        let (sender, changes) = broadcast::channel(4);
+        let binding = |promise: &str, relisted| Changed {
+            kind: Kind::ResourceBinding,
+            namespace: Some("team".into()),
+            name: "b".into(),
+            gone: true,
+            relisted,
+            lookup: Some(ResourceBinding::request_key("team", promise, "cache")),
+        };
+        let triggers = Triggers {
+            changes,
+            promise: "redis".into(),
+            ar,
+            requests: writer.as_reader(),
+        };
+        let mut stream = Box::pin(triggers.stream());
+        let mut next = async || stream.next().await.map(|r| r.name);
+        sender.send(binding("kafka", false)).expect("sent");
+        sender.send(binding("redis", false)).expect("sent");
+        assert_eq!(
+            next().await.as_deref(),
+            Some("cache"),
+            "only redis's binding"
+        );
+        sender.send(binding("redis", true)).expect("sent");
+        let mut every = vec![next().await, next().await];
+        every.sort();
+        assert_eq!(
+            every,
+            [Some("cache".into()), Some("queue".into())],
+            "relisted"
+        );
+        for _ in 0..6 {
+            sender.send(binding("kafka", false)).expect("sent");
+        }
+        let mut every = vec![next().await, next().await];
+        every.sort();
+        assert_eq!(
+            every,
+            [Some("cache".into()), Some("queue".into())],
+            "lagged"
+        );
+        drop(sender);
+        assert_eq!(next().await, None, "the stream ends with the view");
     }
 
     #[test]

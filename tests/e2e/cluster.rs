@@ -519,6 +519,7 @@ const REQUEST_GROUPS: &[&str] = &[
     "deep.kl.example.dev",
     "long.kl.example.dev",
     "widget.kl.example.dev",
+    "gadget.kl.example.dev",
 ];
 
 /// `rbac.yaml` with its resource-request rule granted on `groups`, as an installer lists the

@@ -450,14 +450,21 @@ fn watches_of(c: &Cluster, group: &str, resource: &str) -> Result<u64, String> {
     Ok(open as u64)
 }
 
-/// Issue 14: the loop follows Promises, revisions and bindings through the view, so with the
-/// Widget controller of the scenario above running, each kind bindguard reads has exactly one
-/// open watch: the view's (the requests': their controller's).
+/// Issue 14: the loop follows Promises, revisions and bindings through the view. With a
+/// Promise's request controller running, each kind bindguard reads has exactly one open watch:
+/// the view's (the requests': their controller's); and a revision's lost latest mark comes back
+/// at once, from the revision's change alone (the Promise itself did not change).
 fn each_kind_is_watched_once_per_process(c: &Cluster) {
+    let (group, kind, plural) = ("gadget.kl.example.dev", "Gadget", "gadgets");
+    install_crd(c, group, kind, plural, V1ALPHA1);
+    let api = Some((group, kind, plural, V1ALPHA1));
+    c.kubectl
+        .apply("default", &promise_yaml("kl-watch", "v1", api, ""));
+    wait_revisions(c, "kl-watch", "kl-watch-v1=v1/true/true");
     wait_for(
         c,
-        "the Widget controller running",
-        || match controllers_for(c, "Widget") {
+        "the Gadget controller running",
+        || match controllers_for(c, kind) {
             1 => Ok(()),
             n => Err(format!("{n} controllers")),
         },
@@ -468,7 +475,7 @@ fn each_kind_is_watched_once_per_process(c: &Cluster) {
         ("platform.kratix.io", "resourcebindings"),
         ("openchoreo.dev", "resourcereleasebindings"),
         ("openchoreo.dev", "resources"),
-        ("widget.kl.example.dev", "widgets"),
+        (group, plural),
     ];
     wait_for(c, "one watch per kind", || {
         let mut seen = Vec::new();
@@ -480,6 +487,17 @@ fn each_kind_is_watched_once_per_process(c: &Cluster) {
             false => Err(format!("open watches: {seen:?}")),
         }
     });
+    let unmarked = c.kubectl.run(&[
+        "patch",
+        "promiserevision",
+        "kl-watch-v1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"latest":false}}"#,
+    ]);
+    assert!(unmarked.success, "{}", unmarked.stderr);
+    wait_revisions(c, "kl-watch", "kl-watch-v1=v1/true/true");
 }
 
 /// Issue 13 case 4: `kl-redis`@`ha-v1` and `kl-redis-ha`@`v1` share the seed's revision name;
