@@ -2,6 +2,7 @@
 
 pub mod authorize;
 mod duration;
+mod head;
 mod listen;
 mod review;
 

@@ -5,6 +5,7 @@
 use super::App;
 use super::authorize::{self, Authorizer};
 use super::duration;
+use super::head::Head;
 use crate::admission::{self, ReviewError};
 use crate::judge::{Judged, ProjectCheck};
 use crate::metrics::RequestLabels;
@@ -378,61 +379,6 @@ pub fn budget(query: Option<&str>) -> Duration {
     (timeout.min(Duration::from_secs(30)) * 4 / 5).max(Duration::from_millis(100))
 }
 
-/// The few request fields logs and refusals name, read without decoding the objects.
-#[derive(Debug, Default)]
-struct Head {
-    uid: String,
-    group: String,
-    kind: String,
-    namespace: String,
-    name: String,
-    operation: String,
-    user: String,
-}
-
-impl Head {
-    fn peek(body: &[u8]) -> Head {
-        #[derive(serde::Deserialize)]
-        struct Envelope {
-            request: Option<Fields>,
-        }
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Fields {
-            uid: Option<Value>,
-            kind: Option<Value>,
-            namespace: Option<Value>,
-            name: Option<Value>,
-            operation: Option<Value>,
-            user_info: Option<Value>,
-        }
-        let Ok(Envelope { request: Some(r) }) = serde_json::from_slice::<Envelope>(body) else {
-            return Head::default();
-        };
-        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
-        Head {
-            uid: text(r.uid.as_ref()),
-            group: text(r.kind.as_ref().and_then(|k| k.get("group"))),
-            kind: text(r.kind.as_ref().and_then(|k| k.get("kind"))),
-            namespace: text(r.namespace.as_ref()),
-            name: text(r.name.as_ref()),
-            operation: text(r.operation.as_ref()),
-            user: text(r.user_info.as_ref().and_then(|u| u.get("username"))),
-        }
-    }
-
-    fn span(&self) -> tracing::Span {
-        tracing::info_span!(
-            "review",
-            uid = %self.uid,
-            kind = %self.kind,
-            namespace = %self.namespace,
-            object_name = %self.name,
-            operation = %self.operation,
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,24 +391,5 @@ mod tests {
         assert_eq!(budget(Some("timeout=bogus")), budget(None));
         assert_eq!(budget(Some("timeout=10m")), Duration::from_secs(24));
         assert_eq!(budget(Some("timeout=1ms")), Duration::from_millis(100));
-    }
-
-    #[test]
-    fn peek_reads_the_request_head_and_tolerates_anything() {
-        let body = br#"{"request":{"uid":"u1","kind":{"kind":"K"},"namespace":"ns","name":"n",
-            "operation":"CREATE","userInfo":{"username":"alice"},"object":{"deep":[[[1]]]}}}"#;
-        let head = Head::peek(body);
-        assert_eq!(
-            (head.uid.as_str(), head.kind.as_str(), head.user.as_str()),
-            ("u1", "K", "alice")
-        );
-        for bad in [
-            &b"not json"[..],
-            b"{\"request\":{\"uid\":7}}",
-            b"[]",
-            b"\xff",
-        ] {
-            assert_eq!(Head::peek(bad).uid, "");
-        }
     }
 }
