@@ -190,17 +190,37 @@ impl Follow for Offers {
         }
     }
     async fn reconcile(&self, ctx: &Ctx, _: &str) -> Result<(), Error> {
-        let api: Api<Promise> = Api::all(ctx.client.clone());
-        let promises: Vec<Arc<Promise>> = api
+        let url = Promise::url_path(&(), None);
+        let list = kube::core::Request::new(url)
             .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .map(Arc::new)
-            .collect();
-        self.0.sync(&requests::offers(&promises));
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let listed = ctx.client.request_text(list).await?;
+        self.0.sync(&requests::offers(&readable_promises(&listed)?));
         Ok(())
     }
+}
+
+/// The Promises of a list answer that decode; one that does not (nested deeper than the decoder
+/// allows, a field of the wrong type) is logged and left out, so it never keeps the others'
+/// offers from being served.
+fn readable_promises(listed: &str) -> Result<Vec<Arc<Promise>>, Error> {
+    #[derive(serde::Deserialize)]
+    struct Items {
+        #[serde(default)]
+        items: Vec<Box<serde_json::value::RawValue>>,
+    }
+    // Capturing each item's raw text has no depth limit; decoding it does.
+    let items: Items = serde_json::from_str(listed).map_err(|e| Error::Other(e.to_string()))?;
+    let read = items.items.into_iter().filter_map(|raw| {
+        match serde_json::from_str::<Promise>(raw.get()) {
+            Ok(promise) => Some(Arc::new(promise)),
+            Err(error) => {
+                tracing::warn!(%error, "a Promise cannot be read; the kinds it offers are not served");
+                None
+            }
+        }
+    });
+    Ok(read.collect())
 }
 
 /// Whether `change` may change what the Promises offer: any change to any Promise, deletions
@@ -807,5 +827,20 @@ mod tests {
             all(&other),
             [none.clone(), none.clone(), none.clone(), none]
         );
+    }
+
+    #[test]
+    fn one_unreadable_promise_leaves_the_others_offers() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let listed = format!(
+            r#"{{"kind":"PromiseList","items":[
+            {{"apiVersion":"platform.kratix.io/v1alpha1","kind":"Promise","metadata":{{"name":"deep"}},"spec":{{"x":{deep}}}}},
+            {{"apiVersion":"platform.kratix.io/v1alpha1","kind":"Promise","metadata":{{"name":"typo"}},"spec":7}},
+            {{"apiVersion":"platform.kratix.io/v1alpha1","kind":"Promise","metadata":{{"name":"redis"}},"spec":{{}}}}]}}"#
+        );
+        let read = readable_promises(&listed).expect("the list reads");
+        let names: Vec<String> = read.iter().map(|p| p.name_any()).collect();
+        assert_eq!(names, ["redis"]);
+        assert!(readable_promises("not json").is_err());
     }
 }

@@ -520,6 +520,7 @@ const REQUEST_GROUPS: &[&str] = &[
     "long.kl.example.dev",
     "widget.kl.example.dev",
     "gadget.kl.example.dev",
+    "nest.kl.example.dev",
 ];
 
 /// `rbac.yaml` with its resource-request rule granted on `groups`, as an installer lists the

@@ -21,6 +21,7 @@ pub const SCENARIOS: &[Scenario] = &[
     scenario!(a_legacy_binding_is_relabelled_and_loses_its_finalizer),
     scenario!(a_request_with_a_long_name_gets_a_labelled_binding),
     scenario!(a_deeply_nested_request_does_not_blind_the_loop),
+    scenario!(an_unreadable_promise_leaves_the_other_offers_served),
 ];
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -721,4 +722,39 @@ fn a_deeply_nested_request_does_not_blind_the_loop(c: &Cluster) {
         .apply(&ns, &request_yaml(&api_version, kind, "after-restart"));
     wait_bindings(c, &ns, "after-restart", "kl-deep@v1");
     assert_eq!(bindings_of(c, &ns, "deep"), "kl-deep@v1");
+}
+
+/// Issue 14: the offers are decided from a list of every Promise; one nested deeper than the
+/// decoder allows (created while the webhooks were away) is left out of it, and a kind another
+/// Promise offers after it is still served.
+fn an_unreadable_promise_leaves_the_other_offers_served(c: &Cluster) {
+    let mut nested = serde_json::json!("bottom");
+    for _ in 0..150 {
+        nested = serde_json::json!({ "a": nested });
+    }
+    let poison = serde_json::json!({
+        "apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise",
+        "metadata": {"name": "kl-nested", "labels": {"kratix.io/promise-version": "v1"}},
+        "spec": {"dependencies": [nested]},
+    });
+    c.without_webhooks(|| {
+        let created = c
+            .kubectl
+            .run_with_stdin(&["create", "-f", "-"], Some(&poison.to_string()));
+        assert!(created.success, "{}", created.stderr);
+    });
+    let ns = c.kubectl.create_namespace("kl-nested");
+    let (group, kind, plural) = ("nest.kl.example.dev", "Nest", "nests");
+    install_crd(c, group, kind, plural, V1ALPHA1);
+    let api = Some((group, kind, plural, V1ALPHA1));
+    c.kubectl
+        .apply("default", &promise_yaml("kl-after-nested", "v1", api, ""));
+    wait_revisions(c, "kl-after-nested", "kl-after-nested-v1=v1/true/true");
+    let api_version = format!("{group}/v1alpha1");
+    c.kubectl
+        .apply(&ns, &request_yaml(&api_version, kind, "n1"));
+    wait_bindings(c, &ns, "n1", "kl-after-nested@v1");
+    c.without_webhooks(|| {
+        c.kubectl.run(&["delete", "promise", "kl-nested"]).ok();
+    });
 }
