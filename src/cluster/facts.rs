@@ -158,7 +158,7 @@ impl From<Meta> for ObjectMeta {
 }
 
 /// Name, namespace, uid and resourceVersion, from an object nothing else could be read of.
-fn identity(json: &str) -> ObjectMeta {
+pub fn identity(json: &str) -> ObjectMeta {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Identity {

@@ -5,7 +5,7 @@
 use super::conditions::{merge, resolve_version, same};
 use super::requests::{self, Registry};
 use super::runner::{self, Follow, Key};
-use super::{Ctx, Error};
+use super::{Ctx, Error, list_readable};
 use crate::cluster::{Changed, ClusterView};
 use crate::crd::*;
 use crate::kinds::Kind;
@@ -189,38 +189,14 @@ impl Follow for Offers {
             false => Vec::new(),
         }
     }
+    /// A Promise that does not decode is left out ([`super::list_readable`]): it never keeps
+    /// the other Promises' kinds from being served.
     async fn reconcile(&self, ctx: &Ctx, _: &str) -> Result<(), Error> {
-        let url = Promise::url_path(&(), None);
-        let list = kube::core::Request::new(url)
-            .list(&ListParams::default())
-            .map_err(|e| Error::Other(e.to_string()))?;
-        let listed = ctx.client.request_text(list).await?;
-        self.0.sync(&requests::offers(&readable_promises(&listed)?));
+        let all: Vec<Promise> = list_readable(&ctx.client, None, &ListParams::default()).await?;
+        let all: Vec<Arc<Promise>> = all.into_iter().map(Arc::new).collect();
+        self.0.sync(&requests::offers(&all));
         Ok(())
     }
-}
-
-/// The Promises of a list answer that decode; one that does not (nested deeper than the decoder
-/// allows, a field of the wrong type) is logged and left out, so it never keeps the others'
-/// offers from being served.
-fn readable_promises(listed: &str) -> Result<Vec<Arc<Promise>>, Error> {
-    #[derive(serde::Deserialize)]
-    struct Items {
-        #[serde(default)]
-        items: Vec<Box<serde_json::value::RawValue>>,
-    }
-    // Capturing each item's raw text has no depth limit; decoding it does.
-    let items: Items = serde_json::from_str(listed).map_err(|e| Error::Other(e.to_string()))?;
-    let read = items.items.into_iter().filter_map(|raw| {
-        match serde_json::from_str::<Promise>(raw.get()) {
-            Ok(promise) => Some(Arc::new(promise)),
-            Err(error) => {
-                tracing::warn!(%error, "a Promise cannot be read; the kinds it offers are not served");
-                None
-            }
-        }
-    });
-    Ok(read.collect())
 }
 
 /// Whether `change` may change what the Promises offer: any change to any Promise, deletions
@@ -311,7 +287,8 @@ pub fn updated(live: &PromiseRevision, desired: &PromiseRevision) -> PromiseRevi
 
 async fn reconcile_promise(promise: &Promise, ctx: &Ctx) -> Result<(), Error> {
     let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
-    let all = api.list(&ListParams::default()).await?.items;
+    let all: Vec<PromiseRevision> =
+        list_readable(&ctx.client, None, &ListParams::default()).await?;
     let desired = desired_revision(promise, &ids(&all));
     let name = desired.name_any();
     let live = match all.iter().find(|r| r.name_any() == name) {
@@ -426,14 +403,14 @@ async fn cleanup_revision(rev: &PromiseRevision, ctx: &Ctx) -> Result<Action, Er
         .as_ref()
         .and_then(|s| s.get("api"))
         .and_then(requests::offered_api);
-    let all: Api<ResourceBinding> = Api::all(client.clone());
     let selector = format!(
         "{LABEL_PROMISE_NAME}={}",
         naming::label_value(&rev.spec.promise_ref.name)
     );
-    let listed = all.list(&ListParams::default().labels(&selector)).await?;
+    let params = ListParams::default().labels(&selector);
+    let listed: Vec<ResourceBinding> = list_readable(client, None, &params).await?;
     let regarding = rev.object_ref(&());
-    for binding in pinned_to(listed.items, rev) {
+    for binding in pinned_to(listed, rev) {
         let ns = binding.namespace().unwrap_or_default();
         let request = binding.spec.resource_ref.name.clone();
         if let Some(ar) = &kind
@@ -517,11 +494,10 @@ async fn reconcile_binding(
 /// The version of `promise`'s latest revision, if it has one: read from the API server, not
 /// the view, since a new binding is pinned to it for good.
 pub async fn latest_version(ctx: &Ctx, promise: &str) -> Result<Option<String>, Error> {
-    let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
     let selector = format!("{LABEL_PROMISE_NAME}={}", naming::label_value(promise));
-    let listed = api.list(&ListParams::default().labels(&selector)).await?;
+    let params = ListParams::default().labels(&selector);
+    let listed: Vec<PromiseRevision> = list_readable(&ctx.client, None, &params).await?;
     Ok(listed
-        .items
         .into_iter()
         .find(|r| {
             r.spec.promise_ref.name == promise && r.labels().contains_key(LABEL_LATEST_REVISION)
@@ -827,20 +803,5 @@ mod tests {
             all(&other),
             [none.clone(), none.clone(), none.clone(), none]
         );
-    }
-
-    #[test]
-    fn one_unreadable_promise_leaves_the_others_offers() {
-        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        let listed = format!(
-            r#"{{"kind":"PromiseList","items":[
-            {{"apiVersion":"platform.kratix.io/v1alpha1","kind":"Promise","metadata":{{"name":"deep"}},"spec":{{"x":{deep}}}}},
-            {{"apiVersion":"platform.kratix.io/v1alpha1","kind":"Promise","metadata":{{"name":"typo"}},"spec":7}},
-            {{"apiVersion":"platform.kratix.io/v1alpha1","kind":"Promise","metadata":{{"name":"redis"}},"spec":{{}}}}]}}"#
-        );
-        let read = readable_promises(&listed).expect("the list reads");
-        let names: Vec<String> = read.iter().map(|p| p.name_any()).collect();
-        assert_eq!(names, ["redis"]);
-        assert!(readable_promises("not json").is_err());
     }
 }

@@ -108,6 +108,51 @@ impl Ctx {
     }
 }
 
+/// Every `K` the API server lists under `params` (in `namespace`, or in every namespace), each
+/// decoded on its own: one that does not decode (nested past the decoder's 128 levels, a field
+/// of the wrong type) is logged by name and left out instead of failing the whole list.
+pub async fn list_readable<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    params: &kube::api::ListParams,
+) -> Result<Vec<K>, Error>
+where
+    K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+{
+    let url = K::url_path(&(), namespace);
+    let list = kube::core::Request::new(url)
+        .list(params)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    readable(&client.request_text(list).await?)
+}
+
+/// The items of a list answer that decode as `K`.
+fn readable<K>(listed: &str) -> Result<Vec<K>, Error>
+where
+    K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+{
+    #[derive(serde::Deserialize)]
+    struct Items {
+        #[serde(default)]
+        items: Vec<Box<serde_json::value::RawValue>>,
+    }
+    // Capturing an item's raw text has no depth limit; decoding it has.
+    let items: Items = serde_json::from_str(listed).map_err(|e| Error::Other(e.to_string()))?;
+    let read = items.items.into_iter().filter_map(|raw| {
+        match serde_json::from_str::<K>(raw.get()) {
+            Ok(object) => Some(object),
+            Err(error) => {
+                let meta = crate::cluster::facts::identity(raw.get());
+                let kind = K::kind(&());
+                let (namespace, name) = (meta.namespace.unwrap_or_default(), meta.name.unwrap_or_default());
+                tracing::warn!(%kind, namespace, name, %error, "cannot be read; the loop leaves it out");
+                None
+            }
+        }
+    });
+    Ok(read.collect())
+}
+
 /// The current time as Kubernetes writes it in conditions.
 pub fn now() -> String {
     k8s_openapi::jiff::Timestamp::now()
@@ -285,4 +330,31 @@ async fn release(elector: &leader::Elector) {
 
 async fn controllers(ctx: Arc<Ctx>, registry: Arc<requests::Registry>) {
     tokio::join!(kratix::run(ctx.clone(), registry), openchoreo::run(ctx));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::Promise;
+    use kube::ResourceExt;
+
+    #[test]
+    fn one_object_that_does_not_decode_leaves_the_rest_of_the_list() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let promise = |name: &str, spec: &str| {
+            format!(
+                r#"{{"apiVersion":"platform.kratix.io/v1alpha1","kind":"Promise","metadata":{{"name":"{name}"}},"spec":{spec}}}"#
+            )
+        };
+        let items = [
+            promise("deep", &format!(r#"{{"x":{deep}}}"#)),
+            promise("typo", "7"),
+            promise("redis", "{}"),
+        ];
+        let listed = format!(r#"{{"kind":"PromiseList","items":[{}]}}"#, items.join(","));
+        let read: Vec<Promise> = readable(&listed).expect("the list reads");
+        let names: Vec<String> = read.iter().map(|p| p.name_any()).collect();
+        assert_eq!(names, ["redis"]);
+        assert!(readable::<Promise>("not json").is_err());
+    }
 }

@@ -424,10 +424,9 @@ pub async fn bindings_of(
         naming::label_value(promise),
         naming::label_value(name)
     );
-    let items = api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
+    let params = ListParams::default().labels(&selector);
+    let listed: Vec<ResourceBinding> = super::list_readable(client, Some(ns), &params).await?;
+    let items = listed
         .into_iter()
         .filter(|b| binds(b, promise, ns, name))
         .collect();
