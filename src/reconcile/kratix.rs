@@ -5,7 +5,7 @@
 use super::conditions::{merge, resolve_version, same};
 use super::requests::{self, Registry};
 use super::runner::{self, Follow, Key};
-use super::{Ctx, Error, list_readable};
+use super::{Ctx, Error, list_each};
 use crate::cluster::{Changed, ClusterView};
 use crate::crd::*;
 use crate::kinds::Kind;
@@ -189,11 +189,11 @@ impl Follow for Offers {
             false => Vec::new(),
         }
     }
-    /// A Promise that does not decode is left out ([`super::list_readable`]): it never keeps
-    /// the other Promises' kinds from being served.
+    /// A Promise that does not decode is left out ([`super::list_each`]): it never keeps the
+    /// other Promises' kinds from being served.
     async fn reconcile(&self, ctx: &Ctx, _: &str) -> Result<(), Error> {
-        let all: Vec<Promise> = list_readable(&ctx.client, None, &ListParams::default()).await?;
-        let all: Vec<Arc<Promise>> = all.into_iter().map(Arc::new).collect();
+        let listed = list_each::<Promise>(&ctx.client, None, &ListParams::default()).await?;
+        let all: Vec<Arc<Promise>> = listed.readable().into_iter().map(Arc::new).collect();
         self.0.sync(&requests::offers(&all));
         Ok(())
     }
@@ -287,8 +287,9 @@ pub fn updated(live: &PromiseRevision, desired: &PromiseRevision) -> PromiseRevi
 
 async fn reconcile_promise(promise: &Promise, ctx: &Ctx) -> Result<(), Error> {
     let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
-    let all: Vec<PromiseRevision> =
-        list_readable(&ctx.client, None, &ListParams::default()).await?;
+    let all: Vec<PromiseRevision> = list_each(&ctx.client, None, &ListParams::default())
+        .await?
+        .all()?;
     let desired = desired_revision(promise, &ids(&all));
     let name = desired.name_any();
     let live = match all.iter().find(|r| r.name_any() == name) {
@@ -408,7 +409,7 @@ async fn cleanup_revision(rev: &PromiseRevision, ctx: &Ctx) -> Result<Action, Er
         naming::label_value(&rev.spec.promise_ref.name)
     );
     let params = ListParams::default().labels(&selector);
-    let listed: Vec<ResourceBinding> = list_readable(client, None, &params).await?;
+    let listed: Vec<ResourceBinding> = list_each(client, None, &params).await?.all()?;
     let regarding = rev.object_ref(&());
     for binding in pinned_to(listed, rev) {
         let ns = binding.namespace().unwrap_or_default();
@@ -496,7 +497,7 @@ async fn reconcile_binding(
 pub async fn latest_version(ctx: &Ctx, promise: &str) -> Result<Option<String>, Error> {
     let selector = format!("{LABEL_PROMISE_NAME}={}", naming::label_value(promise));
     let params = ListParams::default().labels(&selector);
-    let listed: Vec<PromiseRevision> = list_readable(&ctx.client, None, &params).await?;
+    let listed: Vec<PromiseRevision> = list_each(&ctx.client, None, &params).await?.all()?;
     Ok(listed
         .into_iter()
         .find(|r| {

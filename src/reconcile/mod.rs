@@ -109,25 +109,54 @@ impl Ctx {
 }
 
 /// Every `K` the API server lists under `params` (in `namespace`, or in every namespace), each
-/// decoded on its own: one that does not decode (nested past the decoder's 128 levels, a field
-/// of the wrong type) is logged by name and left out instead of failing the whole list.
-pub async fn list_readable<K>(
+/// decoded on its own, so an object that does not decode (nested past the decoder's 128 levels,
+/// a field of the wrong type) is named rather than failing the list as a whole.
+pub async fn list_each<K>(
     client: &Client,
     namespace: Option<&str>,
     params: &kube::api::ListParams,
-) -> Result<Vec<K>, Error>
+) -> Result<Listed<K>, Error>
 where
     K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
 {
     let url = K::url_path(&(), namespace);
-    let list = kube::core::Request::new(url)
+    let mut list = kube::core::Request::new(url)
         .list(params)
         .map_err(|e| Error::Other(e.to_string()))?;
-    readable(&client.request_text(list).await?)
+    list.extensions_mut().insert("list");
+    decode_each(&client.request_text(list).await?)
 }
 
-/// The items of a list answer that decode as `K`.
-fn readable<K>(listed: &str) -> Result<Vec<K>, Error>
+/// A list answer: the objects that decode, and `namespace/name: why` of those that do not.
+pub struct Listed<K> {
+    pub read: Vec<K>,
+    pub unreadable: Vec<String>,
+}
+
+impl<K: kube::Resource<DynamicType = ()>> Listed<K> {
+    /// Every object, or an error naming one that does not decode: for decisions that must not
+    /// act on part of the list (deleting what is pinned, creating what is missing).
+    pub fn all(self) -> Result<Vec<K>, Error> {
+        match self.unreadable.first() {
+            None => Ok(self.read),
+            Some(which) => Err(Error::Other(format!(
+                "{} {which}: cannot be read, so nothing is decided from the list it is in",
+                K::kind(&())
+            ))),
+        }
+    }
+
+    /// The objects that decode; the others are logged and left out.
+    pub fn readable(self) -> Vec<K> {
+        let kind = K::kind(&());
+        for object in &self.unreadable {
+            tracing::warn!(%kind, object, "cannot be read; left out");
+        }
+        self.read
+    }
+}
+
+fn decode_each<K>(listed: &str) -> Result<Listed<K>, Error>
 where
     K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
 {
@@ -138,19 +167,22 @@ where
     }
     // Capturing an item's raw text has no depth limit; decoding it has.
     let items: Items = serde_json::from_str(listed).map_err(|e| Error::Other(e.to_string()))?;
-    let read = items.items.into_iter().filter_map(|raw| {
+    let mut out = Listed {
+        read: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    for raw in items.items {
         match serde_json::from_str::<K>(raw.get()) {
-            Ok(object) => Some(object),
+            Ok(object) => out.read.push(object),
             Err(error) => {
                 let meta = crate::cluster::facts::identity(raw.get());
-                let kind = K::kind(&());
-                let (namespace, name) = (meta.namespace.unwrap_or_default(), meta.name.unwrap_or_default());
-                tracing::warn!(%kind, namespace, name, %error, "cannot be read; the loop leaves it out");
-                None
+                let ns = meta.namespace.unwrap_or_default();
+                let name = meta.name.unwrap_or_default();
+                out.unreadable.push(format!("{ns}/{name}: {error}"));
             }
         }
-    });
-    Ok(read.collect())
+    }
+    Ok(out)
 }
 
 /// The current time as Kubernetes writes it in conditions.
@@ -339,7 +371,7 @@ mod tests {
     use kube::ResourceExt;
 
     #[test]
-    fn one_object_that_does_not_decode_leaves_the_rest_of_the_list() {
+    fn objects_that_do_not_decode_are_named_and_left_out_or_refuse_the_list() {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         let promise = |name: &str, spec: &str| {
             format!(
@@ -352,9 +384,22 @@ mod tests {
             promise("redis", "{}"),
         ];
         let listed = format!(r#"{{"kind":"PromiseList","items":[{}]}}"#, items.join(","));
-        let read: Vec<Promise> = readable(&listed).expect("the list reads");
-        let names: Vec<String> = read.iter().map(|p| p.name_any()).collect();
-        assert_eq!(names, ["redis"]);
-        assert!(readable::<Promise>("not json").is_err());
+        let names =
+            |read: Vec<Promise>| -> Vec<String> { read.iter().map(|p| p.name_any()).collect() };
+        let listed: Listed<Promise> = decode_each(&listed).expect("the list reads");
+        assert_eq!(listed.unreadable.len(), 2);
+        assert!(
+            listed.unreadable[0].starts_with("/deep: "),
+            "{:?}",
+            listed.unreadable
+        );
+        let all = Listed {
+            read: listed.read.clone(),
+            unreadable: listed.unreadable.clone(),
+        };
+        let refused = all.all().expect_err("a decision on the whole list refuses");
+        assert!(refused.to_string().contains("Promise /deep"), "{refused}");
+        assert_eq!(names(listed.readable()), ["redis"]);
+        assert!(decode_each::<Promise>("not json").is_err());
     }
 }

@@ -425,7 +425,7 @@ pub async fn bindings_of(
         naming::label_value(name)
     );
     let params = ListParams::default().labels(&selector);
-    let listed: Vec<ResourceBinding> = super::list_readable(client, Some(ns), &params).await?;
+    let listed: Vec<ResourceBinding> = super::list_each(client, Some(ns), &params).await?.all()?;
     let items = listed
         .into_iter()
         .filter(|b| binds(b, promise, ns, name))

@@ -26,7 +26,8 @@ impl Head {
             head: &mut head,
             part: Part::Envelope,
         }
-        .deserialize(&mut deserializer);
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end());
         match read {
             Ok(()) => head,
             Err(_) => Head::default(),
@@ -127,10 +128,18 @@ impl<'de> Visitor<'de> for Fill<'_> {
                     })?;
                     continue;
                 }
+                // A key given twice counts once, the last time, as when the review is judged.
                 (Part::Request, Field::Kind | Field::UserInfo) => {
                     let part = match field {
-                        Field::Kind => Part::Kind,
-                        _ => Part::User,
+                        Field::Kind => {
+                            head.group.clear();
+                            head.kind.clear();
+                            Part::Kind
+                        }
+                        _ => {
+                            head.user.clear();
+                            Part::User
+                        }
                     };
                     map.next_value_seed(Fill {
                         head: &mut *head,
@@ -257,12 +266,21 @@ mod tests {
             head.namespace, "ns",
             "the fields that are strings are still read"
         );
+        let twice = br#"{"request":{"kind":{"group":"","kind":"ConfigMap"},
+            "kind":["openchoreo.dev","v1","ResourceReleaseBinding"],"operation":"CREATE"}}"#;
+        let head = Head::peek(twice);
+        assert_eq!(
+            (head.group.as_str(), head.kind.as_str()),
+            ("", ""),
+            "the last kind counts"
+        );
         for bad in [
             &b"not json"[..],
             b"[]",
             b"\xff",
             b"{\"request\":{\"uid\":\"u\"",
             b"7",
+            b"{\"request\":{\"uid\":\"u\"}} trailing",
         ] {
             assert_eq!(Head::peek(bad).uid, "");
         }

@@ -743,18 +743,24 @@ fn an_unreadable_promise_leaves_the_other_offers_served(c: &Cluster) {
             .run_with_stdin(&["create", "-f", "-"], Some(&poison.to_string()));
         assert!(created.success, "{}", created.stderr);
     });
-    let ns = c.kubectl.create_namespace("kl-nested");
-    let (group, kind, plural) = ("nest.kl.example.dev", "Nest", "nests");
-    install_crd(c, group, kind, plural, V1ALPHA1);
-    let api = Some((group, kind, plural, V1ALPHA1));
-    c.kubectl
-        .apply("default", &promise_yaml("kl-after-nested", "v1", api, ""));
-    wait_revisions(c, "kl-after-nested", "kl-after-nested-v1=v1/true/true");
-    let api_version = format!("{group}/v1alpha1");
-    c.kubectl
-        .apply(&ns, &request_yaml(&api_version, kind, "n1"));
-    wait_bindings(c, &ns, "n1", "kl-after-nested@v1");
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let ns = c.kubectl.create_namespace("kl-nested");
+        let (group, kind, plural) = ("nest.kl.example.dev", "Nest", "nests");
+        install_crd(c, group, kind, plural, V1ALPHA1);
+        let api = Some((group, kind, plural, V1ALPHA1));
+        c.kubectl
+            .apply("default", &promise_yaml("kl-after-nested", "v1", api, ""));
+        wait_revisions(c, "kl-after-nested", "kl-after-nested-v1=v1/true/true");
+        let api_version = format!("{group}/v1alpha1");
+        c.kubectl
+            .apply(&ns, &request_yaml(&api_version, kind, "n1"));
+        wait_bindings(c, &ns, "n1", "kl-after-nested@v1");
+    }));
+    // Gone whatever happened above, so no later scenario meets it.
     c.without_webhooks(|| {
         c.kubectl.run(&["delete", "promise", "kl-nested"]).ok();
     });
+    if let Err(failure) = served {
+        std::panic::resume_unwind(failure);
+    }
 }
