@@ -285,16 +285,29 @@ pub fn updated(live: &PromiseRevision, desired: &PromiseRevision) -> PromiseRevi
     out
 }
 
+/// Names and marks come from the view's revisions (never a `promiseSpec`, so a revision too
+/// deep to decode whole still counts, and blocks no other Promise); the one revision to write
+/// is read whole.
 async fn reconcile_promise(promise: &Promise, ctx: &Ctx) -> Result<(), Error> {
     let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
-    let all: Vec<PromiseRevision> = list_each(&ctx.client, None, &ListParams::default())
-        .await?
-        .all()?;
+    let all: Vec<PromiseRevision> = ctx
+        .view
+        .all_promise_revisions()
+        .iter()
+        .map(|r| PromiseRevision::clone(r))
+        .collect();
     let desired = desired_revision(promise, &ids(&all));
     let name = desired.name_any();
-    let live = match all.iter().find(|r| r.name_any() == name) {
+    let live = match api.get_opt(&name).await? {
         None => create_revision(&api, promise, &desired, ctx).await?,
-        Some(live) => write_revision(&api, promise, live, &desired, ctx).await?,
+        Some(live) if live.spec.promise_ref.name != desired.spec.promise_ref.name => {
+            // The view had not seen it yet when the name was chosen.
+            return Err(Error::Other(format!(
+                "PromiseRevision {name} belongs to Promise {:?}; choosing again",
+                live.spec.promise_ref.name
+            )));
+        }
+        Some(live) => write_revision(&api, promise, &live, &desired, ctx).await?,
     };
     if !live.status.as_ref().is_some_and(|s| s.latest) {
         set_latest_status(&api, &name, true).await?;
