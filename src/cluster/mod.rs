@@ -118,6 +118,21 @@ pub struct Changed {
     pub lookup: Option<String>,
 }
 
+#[cfg(test)]
+impl Changed {
+    /// `namespace/name` of `kind` applied, without a lookup key.
+    pub fn of(kind: Kind, namespace: Option<&str>, name: &str) -> Changed {
+        Changed {
+            kind,
+            namespace: namespace.map(String::from),
+            name: name.into(),
+            gone: false,
+            relisted: false,
+            lookup: None,
+        }
+    }
+}
+
 /// Changes kept for a slow listener before it is told it lagged.
 pub const CHANGES_BUFFERED: usize = 4096;
 

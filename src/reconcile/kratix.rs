@@ -701,13 +701,11 @@ mod tests {
     }
 
     fn changed(kind: Kind, name: &str, gone: bool, lookup: Option<&str>) -> Changed {
+        let namespace = (kind == Kind::ResourceBinding).then_some("a");
         Changed {
-            kind,
-            namespace: (kind == Kind::ResourceBinding).then(|| "a".to_string()),
-            name: name.into(),
             gone,
-            relisted: false,
             lookup: lookup.map(String::from),
+            ..Changed::of(kind, namespace, name)
         }
     }
 

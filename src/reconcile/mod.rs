@@ -115,7 +115,7 @@ pub async fn list_each<K>(
     client: &Client,
     namespace: Option<&str>,
     params: &kube::api::ListParams,
-) -> Result<Listed<K>, Error>
+) -> Result<Decoded<K>, Error>
 where
     K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
 {
@@ -127,13 +127,13 @@ where
     decode_each(&client.request_text(list).await?)
 }
 
-/// A list answer: the objects that decode, and `namespace/name: why` of those that do not.
-pub struct Listed<K> {
+/// A list answer, decoded item by item: the objects that decode, and `namespace/name: why` of those that do not.
+pub struct Decoded<K> {
     pub read: Vec<K>,
     pub unreadable: Vec<String>,
 }
 
-impl<K: kube::Resource<DynamicType = ()>> Listed<K> {
+impl<K: kube::Resource<DynamicType = ()>> Decoded<K> {
     /// Every object, or an error naming one that does not decode: for decisions that must not
     /// act on part of the list (deleting what is pinned, creating what is missing).
     pub fn all(self) -> Result<Vec<K>, Error> {
@@ -156,7 +156,7 @@ impl<K: kube::Resource<DynamicType = ()>> Listed<K> {
     }
 }
 
-fn decode_each<K>(listed: &str) -> Result<Listed<K>, Error>
+fn decode_each<K>(listed: &str) -> Result<Decoded<K>, Error>
 where
     K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
 {
@@ -167,7 +167,7 @@ where
     }
     // Capturing an item's raw text has no depth limit; decoding it has.
     let items: Items = serde_json::from_str(listed).map_err(|e| Error::Other(e.to_string()))?;
-    let mut out = Listed {
+    let mut out = Decoded {
         read: Vec::new(),
         unreadable: Vec::new(),
     };
@@ -386,14 +386,14 @@ mod tests {
         let listed = format!(r#"{{"kind":"PromiseList","items":[{}]}}"#, items.join(","));
         let names =
             |read: Vec<Promise>| -> Vec<String> { read.iter().map(|p| p.name_any()).collect() };
-        let listed: Listed<Promise> = decode_each(&listed).expect("the list reads");
+        let listed: Decoded<Promise> = decode_each(&listed).expect("the list reads");
         assert_eq!(listed.unreadable.len(), 2);
         assert!(
             listed.unreadable[0].starts_with("/deep: "),
             "{:?}",
             listed.unreadable
         );
-        let all = Listed {
+        let all = Decoded {
             read: listed.read.clone(),
             unreadable: listed.unreadable.clone(),
         };

@@ -337,12 +337,8 @@ mod tests {
 
     fn change(kind: Kind, ns: Option<&str>, name: &str, gone: bool) -> Changed {
         Changed {
-            kind,
-            namespace: ns.map(String::from),
-            name: name.into(),
             gone,
-            relisted: false,
-            lookup: None,
+            ..Changed::of(kind, ns, name)
         }
     }
 

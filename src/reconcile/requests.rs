@@ -677,12 +677,10 @@ mod tests {
         }
         let (sender, changes) = broadcast::channel(4);
         let binding = |promise: &str, relisted| Changed {
-            kind: Kind::ResourceBinding,
-            namespace: Some("team".into()),
-            name: "b".into(),
             gone: true,
             relisted,
             lookup: Some(ResourceBinding::request_key("team", promise, "cache")),
+            ..Changed::of(Kind::ResourceBinding, Some("team"), "b")
         };
         let triggers = Triggers {
             changes,
@@ -725,12 +723,9 @@ mod tests {
     fn a_binding_change_reaches_the_request_it_binds_even_once_deleted() {
         let ar = offered_api(&crd("marketplace.kratix.io", "Redis", v1())).expect("offered");
         let change = |kind, promise: &str, gone| Changed {
-            kind,
-            namespace: Some("team".into()),
-            name: "cache-x1".into(),
             gone,
-            relisted: false,
             lookup: Some(ResourceBinding::request_key("team", promise, "cache")),
+            ..Changed::of(kind, Some("team"), "cache-x1")
         };
         for gone in [false, true] {
             let request =
