@@ -53,6 +53,7 @@ fn run() {
         view: &stores,
         settings: &settings,
         schemas: &schemas,
+        in_place: None,
     };
     println!("| case | phase | median µs per review |");
     println!("|---|---|---|");

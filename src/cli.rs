@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use base64::Engine;
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -250,6 +251,7 @@ fn init_logs(format: LogFormat) {
     std::panic::set_hook(Box::new(|panic| tracing::error!(%panic, "panicked")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -387,6 +389,7 @@ fn review(args: ReviewArgs) -> anyhow::Result<()> {
         view: &stores,
         settings: &settings,
         schemas: &schemas,
+        in_place: None,
     };
     let phase = if args.mutate {
         Phase::Mutate

@@ -147,6 +147,7 @@ mod tests {
                     view: &stores,
                     settings: &settings,
                     schemas: &schemas,
+                    in_place: None,
                 };
                 judge(Phase::Validate, &body, &ctx)
                     .map(|judged| {

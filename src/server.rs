@@ -15,7 +15,7 @@ use crate::cluster::{ClusterView, Stores};
 use crate::judge::Judged;
 use crate::metrics::Metrics;
 use crate::policy::{Context, Phase, Settings};
-use crate::schema::SchemaCache;
+use crate::schema::{InPlace, SchemaCache};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -75,11 +75,12 @@ impl App {
         }
     }
 
-    fn context(&self) -> Context<'_> {
+    fn context<'a>(&'a self, in_place: Option<&'a InPlace>) -> Context<'a> {
         Context {
             view: self.view.as_ref(),
             settings: &self.settings,
             schemas: &self.schemas,
+            in_place,
         }
     }
 }

@@ -28,6 +28,7 @@ fn every_review_example_gets_the_outcome_its_name_promises() {
         view: &stores,
         settings: &settings,
         schemas: &schemas,
+        in_place: None,
     };
     let mut checked = 0;
     for entry in std::fs::read_dir(root.join("examples/reviews")).expect("examples/reviews") {

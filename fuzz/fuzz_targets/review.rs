@@ -24,6 +24,7 @@ fuzz_target!(|body: &[u8]| {
         view: stores,
         settings,
         schemas,
+        in_place: None,
     };
     for phase in [Phase::Validate, Phase::Mutate] {
         let _ = judge(phase, body, &ctx);

@@ -133,6 +133,7 @@ pub fn check(options: &Options) -> anyhow::Result<Outcome> {
             view,
             settings: &settings,
             schemas: &schemas,
+            in_place: None,
         },
         crd: &crd,
     };

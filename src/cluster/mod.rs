@@ -520,6 +520,7 @@ mod tests {
             view: &stores,
             settings: &settings,
             schemas: &schemas,
+            in_place: None,
         };
         release_binding::validate(&Request::decode(&review).unwrap(), &ctx)
     }

@@ -14,7 +14,7 @@ pub mod resource_binding;
 use crate::admission::{AdmissionRequest, Decision, Denial, DenyCode, Operation};
 use crate::cluster::ClusterView;
 use crate::kinds::Kind;
-use crate::schema::SchemaCache;
+use crate::schema::{InPlace, SchemaCache};
 use serde::de::DeserializeOwned;
 
 /// What a missing reference means.
@@ -46,6 +46,9 @@ pub struct Context<'a> {
     pub view: &'a dyn ClusterView,
     pub settings: &'a Settings,
     pub schemas: &'a SchemaCache,
+    /// Set when judging on an async worker: schema checks that could be long are left undone
+    /// and noted there (see [`InPlace`]).
+    pub in_place: Option<&'a InPlace>,
 }
 
 /// A rule's outcome: warnings to pass on, or the denial.
@@ -229,14 +232,6 @@ pub fn decide(phase: Phase, review: &AdmissionRequest, ctx: &Context) -> Decisio
         }
         _ => Decision::default(),
     }
-}
-
-/// Whether judging a review may compile or run a ResourceType's environmentConfigs schema: the
-/// one step whose cost the review's own size does not bound (a schema is compiled on first use).
-pub fn may_check_schema(phase: Phase, group: &str, kind: &str, operation: &str) -> bool {
-    phase == Phase::Validate
-        && Kind::of(group, kind) == Some(Kind::ResourceReleaseBinding)
-        && matches!(operation, "CREATE" | "UPDATE")
 }
 
 fn with_decoded<'a, T: DeserializeOwned>(

@@ -125,6 +125,7 @@ mod tests {
             view: &stores,
             settings: &settings,
             schemas: &schemas,
+            in_place: None,
         };
         pending(r, &ctx)
             .map(|p| {

@@ -167,6 +167,7 @@ pub(crate) mod fixtures {
                 view: &self.stores,
                 settings: &self.settings,
                 schemas: &schemas,
+                in_place: None,
             })
         }
     }

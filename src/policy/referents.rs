@@ -8,7 +8,7 @@ use crate::crd::{
     ClusterResourceType, KIND_CLUSTER_RESOURCE_TYPE, ResourceRelease, ResourceReleaseBinding,
     ResourceType, ResourceTypeTemplate,
 };
-use crate::schema::{Report, SchemaCache, SchemaError};
+use crate::schema::{InPlace, Report, SchemaCache, SchemaError};
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -104,10 +104,11 @@ impl Declaring {
     pub fn check(
         &self,
         schemas: &SchemaCache,
+        in_place: Option<&InPlace>,
         value: &Value,
     ) -> Option<Result<Report, SchemaError>> {
         let schema = self.template().environment_configs_shared()?;
-        Some(schemas.check_shared(schema, value))
+        Some(schemas.check_shared(schema, value, in_place))
     }
 }
 
@@ -125,6 +126,7 @@ pub enum ConfigCheck {
 pub fn check_configs(
     view: &dyn ClusterView,
     schemas: &SchemaCache,
+    in_place: Option<&InPlace>,
     namespace: &str,
     binding: &ResourceReleaseBinding,
 ) -> ConfigCheck {
@@ -137,7 +139,7 @@ pub fn check_configs(
         .resource_type_environment_configs
         .as_ref()
         .unwrap_or(&empty);
-    match declaring.check(schemas, configs) {
+    match declaring.check(schemas, in_place, configs) {
         None => ConfigCheck::NoSchema,
         Some(Ok(report)) => ConfigCheck::Checked(declaring, report),
         Some(Err(error)) => ConfigCheck::BrokenSchema(declaring, error),
@@ -236,7 +238,7 @@ fn config_lines(
     namespace: &str,
     binding: &ResourceReleaseBinding,
 ) -> Vec<String> {
-    match check_configs(view, schemas, namespace, binding) {
+    match check_configs(view, schemas, None, namespace, binding) {
         ConfigCheck::NoSchema => Vec::new(),
         ConfigCheck::BrokenSchema(declaring, error) => vec![format!(
             "the environmentConfigs schema of {} is invalid: {error}",

@@ -319,7 +319,13 @@ pub fn environment_configs_match_schema(request: &Rrb, ctx: &Context) -> Check {
         ));
     }
     type_path_is_readable(request, ctx, binding)?;
-    match referents::check_configs(ctx.view, ctx.schemas, request.namespace(), binding) {
+    match referents::check_configs(
+        ctx.view,
+        ctx.schemas,
+        ctx.in_place,
+        request.namespace(),
+        binding,
+    ) {
         ConfigCheck::NoSchema => no_schema(request, binding),
         ConfigCheck::BrokenSchema(declaring, error) => Err(Denial::forbidden(
             CONFIGS,
@@ -604,7 +610,7 @@ mod tests {
     use crate::cluster::files::{decode, parse_documents};
     use crate::cluster::{Stores, Writers, put};
     use crate::policy::{References, Settings};
-    use crate::schema::SchemaCache;
+    use crate::schema::{InPlace, SchemaCache};
     use serde_json::{Value, json};
 
     /// The doclet world: two projects, two environments, a postgres type (and a cluster-wide
@@ -778,6 +784,7 @@ spec:
             view: &stores,
             settings: &settings,
             schemas: &schemas,
+            in_place: None,
         })
     }
 
@@ -1044,6 +1051,7 @@ spec:
             view: &stores,
             settings: &settings,
             schemas: &schemas,
+            in_place: None,
         };
         for memory in ["1Gi", "2Gi", "nope"] {
             let r = review(
@@ -1058,6 +1066,39 @@ spec:
             let _ = validate(&Request::decode(&r).unwrap(), &ctx);
         }
         assert_eq!(schemas.len(), 1);
+    }
+
+    #[test]
+    fn rule7_judged_in_place_defers_until_the_schema_is_compiled_then_gives_the_same_answer() {
+        let stores = world();
+        let settings = Settings::default();
+        let schemas = SchemaCache::new();
+        let judge = |in_place: Option<&InPlace>| {
+            let ctx = Context {
+                view: &stores,
+                settings: &settings,
+                schemas: &schemas,
+                in_place,
+            };
+            let spec = json!({"resourceTypeEnvironmentConfigs": {"memory": "nope"}});
+            let r = review("CREATE", binding("b", spec), Value::Null, None);
+            validate(&Request::decode(&r).unwrap(), &ctx)
+        };
+        let first = InPlace::default();
+        judge(Some(&first));
+        assert!(
+            first.deferred(),
+            "an uncompiled schema is not compiled in place"
+        );
+        let whole = judge(None);
+        assert!(!whole.allowed());
+        let again = InPlace::default();
+        let in_place = judge(Some(&again));
+        assert!(
+            !again.deferred(),
+            "a compiled, small schema is checked in place"
+        );
+        assert_eq!(in_place.denial, whole.denial);
     }
 
     #[test]
@@ -1169,6 +1210,7 @@ spec:
             view: &stores,
             settings: &settings,
             schemas: &schemas,
+            in_place: None,
         };
         let run = |r: &AdmissionRequest| mutate(&Request::decode(r).unwrap(), &ctx);
         let created = run(&review(
@@ -1289,6 +1331,7 @@ spec:
             view: &view,
             settings: &settings,
             schemas: &schemas,
+            in_place: None,
         };
         let r = review(
             "CREATE",

@@ -2,6 +2,7 @@
 
 use super::{EnvConfigSchema, Report, SchemaError};
 use serde_json::Value;
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -17,6 +18,34 @@ struct Entry {
     /// The schema a by-address key stands for, kept alive while the entry is, so that its
     /// address cannot be reused by another schema under the same key.
     _held: Option<Arc<Value>>,
+}
+
+/// Judging on an async worker, where only work known to be short may run: a check whose schema
+/// is not compiled yet, or that could cost more than [`EnvConfigSchema::check_in_place`] allows,
+/// is not done but noted here, and the caller judges the review again where long work may run.
+#[derive(Debug, Default)]
+pub struct InPlace {
+    deferred: Cell<bool>,
+}
+
+impl InPlace {
+    /// Whether a check was left undone, so the judgement made alongside it must be discarded.
+    pub fn deferred(&self) -> bool {
+        self.deferred.get()
+    }
+
+    /// Asks for the judgement to be discarded and made again off the async workers (by a
+    /// check left undone, or by a judge that may block).
+    pub fn defer(&self) {
+        self.deferred.set(true);
+    }
+
+    /// Notes a check left undone; the empty report stands in for it until the judgement is
+    /// discarded.
+    fn undone(&self) -> Report {
+        self.defer();
+        Report::default()
+    }
 }
 
 /// Thread-safe, bounded cache of compiled schemas keyed by a caller-chosen identity
@@ -62,16 +91,31 @@ impl SchemaCache {
 
     /// Checks `value` against `schema`, compiled once per distinct schema: the view shares
     /// equal schemas ([`crate::cluster::schemas`]), so a type and every release cut from it
-    /// use one compiled copy, keyed by the shared copy's address.
-    pub fn check_shared(&self, schema: &Arc<Value>, value: &Value) -> Result<Report, SchemaError> {
+    /// use one compiled copy, keyed by the shared copy's address. With `in_place`, only a
+    /// schema already compiled is used, and only for a short check (see [`InPlace`]).
+    pub fn check_shared(
+        &self,
+        schema: &Arc<Value>,
+        value: &Value,
+        in_place: Option<&InPlace>,
+    ) -> Result<Report, SchemaError> {
         let key = format!("shared@{:p}", Arc::as_ptr(schema));
         let slot = self.slot(&key, Some(schema));
-        let compiled = slot
-            .compiled
-            .get_or_init(|| Arc::new(EnvConfigSchema::compile(schema)));
-        match compiled.as_ref() {
-            Ok(compiled) => compiled.check(value),
-            Err(error) => Err(error.clone()),
+        let compiled = match in_place {
+            None => slot
+                .compiled
+                .get_or_init(|| Arc::new(EnvConfigSchema::compile(schema))),
+            Some(in_place) => match slot.compiled.get() {
+                Some(compiled) => compiled,
+                None => return Ok(in_place.undone()),
+            },
+        };
+        match (compiled.as_ref(), in_place) {
+            (Err(error), _) => Err(error.clone()),
+            (Ok(compiled), None) => compiled.check(value),
+            (Ok(compiled), Some(in_place)) => Ok(compiled
+                .check_in_place(value)
+                .unwrap_or_else(|| in_place.undone())),
         }
     }
 
@@ -157,13 +201,13 @@ mod tests {
         let other =
             Arc::new(json!({"type": "object", "properties": {"memory": {"type": "integer"}}}));
         for _ in 0..3 {
-            let report = cache.check_shared(&schema, &json!({"memory": "lots"}));
+            let report = cache.check_shared(&schema, &json!({"memory": "lots"}), None);
             assert_eq!(report.map(|r| r.total), Ok(1));
         }
         assert_eq!(cache.len(), 1);
         assert_eq!(
             cache
-                .check_shared(&other, &json!({"memory": 3}))
+                .check_shared(&other, &json!({"memory": 3}), None)
                 .map(|r| r.total),
             Ok(0)
         );
@@ -173,6 +217,47 @@ mod tests {
             2,
             "the cache holds the schema it is keyed by"
         );
+    }
+
+    #[test]
+    fn in_place_checks_only_compiled_schemas_with_small_patterns_and_short_work() {
+        let cache = SchemaCache::new();
+        let check = |schema: &Arc<Value>, value: &Value| {
+            let in_place = InPlace::default();
+            let report = cache.check_shared(schema, value, Some(&in_place));
+            (report, in_place.deferred())
+        };
+        let postgres = Arc::new(postgres());
+        let lots = json!({"memory": "lots"});
+        assert_eq!(check(&postgres, &lots), (Ok(Report::default()), true));
+        let whole = cache.check_shared(&postgres, &lots, None);
+        assert_eq!(whole.as_ref().map(|r| r.total), Ok(1));
+        assert_eq!(check(&postgres, &lots), (whole, false));
+
+        let large = "^(a|b|c){1,500}[0-9]{1,100}$";
+        let patterned =
+            Arc::new(json!({"properties": {"name": {"type": "string", "pattern": large}}}));
+        let name = json!({"name": "x"});
+        assert_eq!(
+            cache.check_shared(&patterned, &name, None).map(|r| r.total),
+            Ok(1)
+        );
+        assert!(
+            check(&patterned, &name).1,
+            "a large pattern is not run in place"
+        );
+
+        let list =
+            Arc::new(json!({"properties": {"xs": {"type": "array", "items": {"type": "string"}}}}));
+        let long = json!({"xs": vec!["a"; 20_000]});
+        assert_eq!(
+            cache.check_shared(&list, &long, None).map(|r| r.total),
+            Ok(0)
+        );
+        assert!(check(&list, &long).1, "a long walk is not made in place");
+        let (short, deferred) = check(&list, &json!({"xs": ["a", 1]}));
+        assert!(!deferred);
+        assert_eq!(short.map(|r| r.total), Ok(1));
     }
 
     #[test]

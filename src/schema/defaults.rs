@@ -23,10 +23,16 @@ const MAX_REF_HOPS: usize = 32;
 
 /// `value` with every default of `schema` applied.
 pub fn apply(schema: &Value, value: &Value) -> Result<Value, SchemaError> {
+    apply_within(schema, value, MAX_STEPS)
+}
+
+/// [`apply`], in at most `max_steps` steps.
+pub fn apply_within(schema: &Value, value: &Value, max_steps: usize) -> Result<Value, SchemaError> {
     let mut effective = value.clone();
     let mut walk = Walk {
         root: schema,
         steps: 0,
+        max_steps,
         in_place: HashSet::new(),
         refs: HashMap::new(),
     };
@@ -44,6 +50,7 @@ enum Mode {
 struct Walk<'s> {
     root: &'s Value,
     steps: usize,
+    max_steps: usize,
     /// (schema, value node) pairs being applied, to stop `$ref` cycles that do not descend.
     in_place: HashSet<(*const Value, *const Value)>,
     /// Local `$ref`s already resolved.
@@ -53,10 +60,11 @@ struct Walk<'s> {
 impl<'s> Walk<'s> {
     fn step(&mut self, cost: usize) -> Result<(), SchemaError> {
         self.steps = self.steps.saturating_add(cost);
-        if self.steps > MAX_STEPS {
+        if self.steps > self.max_steps {
             return Err(SchemaError(format!(
-                "checking a value against this schema needs more than {MAX_STEPS} steps \
-                 (a $ref that multiplies itself, or defaults that contain themselves?)"
+                "checking a value against this schema needs more than {} steps \
+                 (a $ref that multiplies itself, or defaults that contain themselves?)",
+                self.max_steps
             )));
         }
         Ok(())

@@ -12,7 +12,7 @@ mod defaults;
 mod dialect;
 mod violations;
 
-pub use cache::SchemaCache;
+pub use cache::{InPlace, SchemaCache};
 pub use violations::{MAX_CAUSES, Report, Segment, Violation};
 
 use jsonschema::{PatternOptions, ValidationError, Validator};
@@ -37,11 +37,20 @@ pub const JUDGE_THREAD_STACK: usize = STACK_RED_ZONE + (8 << 20);
 #[error("{0}")]
 pub struct SchemaError(pub String);
 
+/// Schema-node visits a check may take on an async worker (see [`InPlace`]), against
+/// [`defaults::MAX_STEPS`] elsewhere.
+const IN_PLACE_STEPS: usize = 2_000;
+/// Compiled size of the largest `pattern` a check on an async worker may run: small enough that
+/// matching costs little per byte of the value even where the regex engine cannot use its DFA.
+const IN_PLACE_PATTERN_BYTES: usize = 8 * 1024;
+
 /// A compiled `environmentConfigs.openAPIV3Schema`.
 pub struct EnvConfigSchema {
     validator: Validator,
     /// The schema as given; defaults are read from it.
     schema: Value,
+    /// Every pattern compiles within [`IN_PLACE_PATTERN_BYTES`].
+    small_patterns: bool,
 }
 
 impl fmt::Debug for EnvConfigSchema {
@@ -69,6 +78,7 @@ impl EnvConfigSchema {
             Ok(Self {
                 validator,
                 schema: schema.clone(),
+                small_patterns: patterns_are_small(&translated),
             })
         })
     }
@@ -79,6 +89,19 @@ impl EnvConfigSchema {
         on_deep_stack(|| {
             let effective = defaults::apply(&self.schema, value)?;
             violations::collect(&self.validator, &effective)
+        })
+    }
+
+    /// [`Self::check`] within what may run on an async worker; `None` when the check could
+    /// cost more (large patterns, more than [`IN_PLACE_STEPS`], or an error [`Self::check`]
+    /// would report).
+    pub fn check_in_place(&self, value: &Value) -> Option<Report> {
+        if !self.small_patterns {
+            return None;
+        }
+        on_deep_stack(|| {
+            let effective = defaults::apply_within(&self.schema, value, IN_PLACE_STEPS).ok()?;
+            violations::collect(&self.validator, &effective).ok()
         })
     }
 
@@ -98,6 +121,29 @@ impl EnvConfigSchema {
     /// The value with defaults applied (for tests and for showing the effective config).
     pub fn with_defaults(&self, value: &Value) -> Result<Value, SchemaError> {
         on_deep_stack(|| defaults::apply(&self.schema, value))
+    }
+}
+
+/// Whether every `pattern` and `patternProperties` key in `schema` compiles within
+/// [`IN_PLACE_PATTERN_BYTES`] (one that the regex crate cannot read counts as large).
+fn patterns_are_small(schema: &Value) -> bool {
+    let small = |pattern: &str| {
+        regex::RegexBuilder::new(pattern)
+            .size_limit(IN_PLACE_PATTERN_BYTES)
+            .build()
+            .is_ok()
+    };
+    match schema {
+        Value::Object(keywords) => keywords.iter().all(|(keyword, value)| {
+            let own = match (keyword.as_str(), value) {
+                ("pattern", Value::String(pattern)) => small(pattern),
+                ("patternProperties", Value::Object(patterns)) => patterns.keys().all(|p| small(p)),
+                _ => true,
+            };
+            own && patterns_are_small(value)
+        }),
+        Value::Array(items) => items.iter().all(patterns_are_small),
+        _ => true,
     }
 }
 

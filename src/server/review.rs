@@ -1,6 +1,6 @@
-//! One webhook call: read the body within its deadline, judge it off the async workers under
-//! the concurrency limit, and answer before the API server gives up, even when judging cannot
-//! finish (busy, too slow, or a panic).
+//! One webhook call: read the body within its deadline, judge it under the concurrency limit
+//! (where it arrives when its work is known to be short, else off the async workers), and answer
+//! before the API server gives up, even when judging cannot finish (busy, too slow, or a panic).
 
 use super::App;
 use super::authorize::{self, Authorizer};
@@ -9,7 +9,8 @@ use super::head::Head;
 use crate::admission::{self, ReviewError};
 use crate::judge::{Judged, ProjectCheck};
 use crate::metrics::RequestLabels;
-use crate::policy::{self, Phase};
+use crate::policy::Phase;
+use crate::schema::InPlace;
 use crate::webhook_config::TIMEOUT_SECONDS;
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -98,13 +99,21 @@ async fn answer(
     let phase = route.phase();
     // Even reading the head of a large body is left to the blocking pool.
     let head = (body.len() <= IN_PLACE_BODY_BYTES).then(|| Head::peek(&body));
-    let ((response, verdict, project_check), head) = match head {
-        Some(head) if judged_in_place(phase, &head, &body) => {
-            let answered = judge_with(&app, phase, &body, &head);
-            drop(permit);
-            (answered, head)
+    let in_place = match head {
+        Some(head) if judged_in_place(&head, &body) => {
+            match judge_in_place(&app, phase, &body, &head) {
+                Some(answered) => Ok((answered, head)),
+                None => Err(Some(head)),
+            }
         }
-        head => {
+        head => Err(head),
+    };
+    let ((response, verdict, project_check), head) = match in_place {
+        Ok(answered) => {
+            drop(permit);
+            answered
+        }
+        Err(head) => {
             let task = judge_off_thread(phase, app.clone(), body.clone(), head, permit);
             match tokio::time::timeout_at(deadline, task).await {
                 Ok(Ok(answered)) => answered,
@@ -125,22 +134,28 @@ async fn answer(
     response
 }
 
-/// Reviews at most this large, of a kind and operation read from their head, that check no
-/// schema, are judged where they arrive: their work is bounded by their size (tens of
-/// microseconds; a deeply nested one is judged on a stack of its own, as anywhere), less than a
-/// trip to the blocking pool and back costs in thread switches. Everything else is judged off
-/// the async workers, within the deadline.
+/// Reviews at most this large, of a kind and operation read from their head, are judged where
+/// they arrive: their work is bounded by their size (tens of microseconds; a deeply nested one is
+/// judged on a stack of its own, as anywhere), less than a trip to the blocking pool and back
+/// costs in thread switches. A schema check that could be long is not done there ([`InPlace`]):
+/// that review, and everything else, is judged off the async workers, within the deadline.
 const IN_PLACE_BODY_BYTES: usize = 64 * 1024;
 
-fn judged_in_place(phase: Phase, head: &Head, body: &[u8]) -> bool {
+fn judged_in_place(head: &Head, body: &[u8]) -> bool {
     let operation_read = matches!(
         head.operation.as_str(),
         "CREATE" | "UPDATE" | "DELETE" | "CONNECT"
     );
-    body.len() <= IN_PLACE_BODY_BYTES
-        && operation_read
-        && !head.kind.is_empty()
-        && !policy::may_check_schema(phase, &head.group, &head.kind, &head.operation)
+    body.len() <= IN_PLACE_BODY_BYTES && operation_read && !head.kind.is_empty()
+}
+
+/// Judges on this async worker; `None` when a schema check was left for the blocking pool.
+fn judge_in_place(app: &App, phase: Phase, body: &[u8], head: &Head) -> Option<Answered> {
+    let in_place = InPlace::default();
+    let span = head.span();
+    let _entered = span.enter();
+    let judged = (app.judge)(phase, body, &app.context(Some(&in_place)));
+    (!in_place.deferred()).then(|| respond(head, judged))
 }
 
 type Verdict = RequestLabels;
@@ -201,7 +216,7 @@ type Answered = (Response, Verdict, Option<ProjectCheck>);
 fn judge_with(app: &App, phase: Phase, body: &[u8], head: &Head) -> Answered {
     let span = head.span();
     let _entered = span.enter();
-    let judged = (app.judge)(phase, body, &app.context());
+    let judged = (app.judge)(phase, body, &app.context(None));
     respond(head, judged)
 }
 
