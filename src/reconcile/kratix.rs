@@ -11,10 +11,13 @@ use crate::crd::*;
 use crate::kinds::Kind;
 use crate::naming::{self, RevisionId};
 use crate::policy::promise_revision::is_latest;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Resource, ResourceExt};
+use kube::api::{
+    Api, ApiResource, GetParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
+};
+use kube::{Client, Resource, ResourceExt};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -101,20 +104,36 @@ impl Follow for Revisions {
         if settled {
             return Ok(());
         }
-        // Cleanup reads the revision's copy of the Promise API, which the view does not keep.
-        let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
-        let Some(rev) = api.get_opt(key).await? else {
+        // Read raw and in parts: a revision whose copy of the Promise nests too deep for the
+        // decoder is still finalized and cleaned up.
+        let Some(text) = get_text::<PromiseRevision>(&ctx.client, key).await? else {
             return Ok(());
         };
-        finalizer(&api, REVISION_FINALIZER, Arc::new(rev), |event| async {
-            match event {
-                Finalizer::Apply(_) => Ok(Action::await_change()),
-                Finalizer::Cleanup(rev) => cleanup_revision(&rev, ctx).await,
+        let meta = decode::<requests::Request>(&text)?.metadata;
+        let ours = meta.finalizers.iter().flatten();
+        let at = ours.clone().position(|f| f == REVISION_FINALIZER);
+        let ops = match (meta.deletion_timestamp.is_some(), at) {
+            (false, None) if ours.count() == 0 => {
+                vec![
+                    json!({"op": "add", "path": "/metadata/finalizers", "value": [REVISION_FINALIZER]}),
+                ]
             }
-        })
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::Other(e.to_string()))
+            (false, None) => {
+                vec![
+                    json!({"op": "add", "path": "/metadata/finalizers/-", "value": REVISION_FINALIZER}),
+                ]
+            }
+            (true, Some(i)) => {
+                let retiring = retiring(ctx, &text, meta.clone()).await?;
+                cleanup_revision(&retiring.revision, retiring.api.as_ref(), ctx).await?;
+                vec![
+                    json!({"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": REVISION_FINALIZER}),
+                    json!({"op": "remove", "path": format!("/metadata/finalizers/{i}")}),
+                ]
+            }
+            _ => return Ok(()),
+        };
+        patch_text::<PromiseRevision>(&ctx.client, key, &meta, ops).await
     }
 }
 
@@ -406,17 +425,13 @@ pub fn pinned_to(bindings: Vec<ResourceBinding>, rev: &PromiseRevision) -> Vec<R
         .collect()
 }
 
-/// Deletes the requests whose binding pins this revision, then those bindings. The request
-/// kind comes from the revision's own copy of the Promise API (`spec.promiseSpec.api`): the
-/// Promise may be gone already.
-async fn cleanup_revision(rev: &PromiseRevision, ctx: &Ctx) -> Result<Action, Error> {
+/// Deletes the requests of kind `kind` whose binding pins this revision, then those bindings.
+async fn cleanup_revision(
+    rev: &PromiseRevision,
+    kind: Option<&ApiResource>,
+    ctx: &Ctx,
+) -> Result<(), Error> {
     let client = &ctx.client;
-    let kind = rev
-        .spec
-        .promise_spec
-        .as_ref()
-        .and_then(|s| s.get("api"))
-        .and_then(requests::offered_api);
     let selector = format!(
         "{LABEL_PROMISE_NAME}={}",
         naming::label_value(&rev.spec.promise_ref.name)
@@ -427,7 +442,7 @@ async fn cleanup_revision(rev: &PromiseRevision, ctx: &Ctx) -> Result<Action, Er
     for binding in pinned_to(listed, rev) {
         let ns = binding.namespace().unwrap_or_default();
         let request = binding.spec.resource_ref.name.clone();
-        if let Some(ar) = &kind
+        if let Some(ar) = kind
             && let Some(deleted) = requests::delete_request(client, ar, &ns, &request).await?
         {
             let note = format!(
@@ -448,11 +463,113 @@ async fn cleanup_revision(rev: &PromiseRevision, ctx: &Ctx) -> Result<Action, Er
             ctx.event_on(&regarding, related, false, "BindingDeleted", note)
                 .await;
         }
-        if let Some(ar) = &kind {
+        if let Some(ar) = kind {
             requests::release_request(client, ar, &ns, &request).await?;
         }
     }
-    Ok(Action::await_change())
+    Ok(())
+}
+
+/// A revision being deleted, as its cleanup reads it: metadata, the Promise and version it
+/// pins (its `promiseSpec` left out), and the kind of the requests it offered.
+struct Retiring {
+    revision: PromiseRevision,
+    api: Option<ApiResource>,
+}
+
+#[derive(Deserialize)]
+struct RetiringWire {
+    spec: RetiringSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RetiringSpec {
+    promise_ref: NameRef,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    promise_spec: Option<OfferedWire>,
+}
+
+/// The API a copy of a Promise offers, kept as text until it is read on its own.
+#[derive(Deserialize)]
+struct OfferedWire {
+    #[serde(default)]
+    api: Option<Box<RawValue>>,
+}
+
+/// The revision in `text` with `meta`. The request kind comes from the revision's own copy of
+/// the Promise API (`spec.promiseSpec.api`): the Promise may be gone already. When that copy
+/// cannot be read (nested past the decoder's limit), the Promise's API stands in for it, if the
+/// Promise can be read; else no request is deleted (the bindings still are).
+async fn retiring(ctx: &Ctx, text: &str, meta: ObjectMeta) -> Result<Retiring, Error> {
+    let spec = decode::<RetiringWire>(text)?.spec;
+    let copied = spec.promise_spec.and_then(|s| s.api);
+    let promise = spec.promise_ref.name.clone();
+    let revision = PromiseRevision {
+        metadata: meta,
+        spec: PromiseRevisionSpec {
+            promise_ref: spec.promise_ref,
+            promise_spec: None,
+            version: spec.version,
+        },
+        status: None,
+    };
+    let api = match copied.map(|raw| serde_json::from_str::<Value>(raw.get())) {
+        None => None,
+        Some(Ok(api)) => requests::offered_api(&api),
+        Some(Err(error)) => {
+            tracing::warn!(%error, %promise, "the revision's copy of the Promise API cannot be read; using the Promise's");
+            let promises: Api<Promise> = Api::all(ctx.client.clone());
+            let current = promises.get_opt(&promise).await.ok().flatten();
+            current.and_then(|p| p.spec.0.get("api").and_then(requests::offered_api))
+        }
+    };
+    Ok(Retiring { revision, api })
+}
+
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|e| Error::Other(format!("cannot be read: {e}")))
+}
+
+/// GETs the cluster-scoped `K` named `name` as text; `None` when it is gone.
+async fn get_text<K>(client: &Client, name: &str) -> Result<Option<String>, Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let get = kube::core::Request::new(K::url_path(&(), None))
+        .get(name, &GetParams::default())
+        .map_err(|e| Error::Other(e.to_string()))?;
+    match client.request_text(get).await {
+        Ok(text) => Ok(Some(text)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Applies JSON patch `ops` to the cluster-scoped `K` named `name`, after a test that it is
+/// still at `meta`'s resourceVersion; the answer is not decoded.
+async fn patch_text<K>(
+    client: &Client,
+    name: &str,
+    meta: &ObjectMeta,
+    ops: Vec<Value>,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let test = meta.resource_version.as_ref().map(
+        |version| json!({"op": "test", "path": "/metadata/resourceVersion", "value": version}),
+    );
+    let all: Vec<Value> = test.into_iter().chain(ops).collect();
+    let patch: json_patch::Patch =
+        serde_json::from_value(Value::Array(all)).map_err(|e| Error::Other(e.to_string()))?;
+    let request = kube::core::Request::new(K::url_path(&(), None))
+        .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .map_err(|e| Error::Other(e.to_string()))?;
+    client.request_text(request).await?;
+    Ok(())
 }
 
 async fn reconcile_binding(
@@ -523,6 +640,40 @@ pub async fn latest_version(ctx: &Ctx, promise: &str) -> Result<Option<String>, 
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    #[test]
+    fn a_revision_too_deep_to_decode_whole_is_read_for_its_cleanup() {
+        let deep = format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200));
+        let api = r#"{"spec": {"group": "marketplace.kratix.io", "names": {"kind": "redis", "plural": "redis"},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true}]}}"#;
+        let revision = |api: &str| {
+            format!(
+                r#"{{"metadata": {{"name": "redis-v1", "finalizers": ["{REVISION_FINALIZER}"],
+                  "managedFields": [{{"fieldsV1": {deep}}}]}},
+                  "spec": {{"promiseRef": {{"name": "redis"}}, "version": "v1",
+                  "promiseSpec": {{"dependencies": [{deep}], "api": {api}}}}}}}"#
+            )
+        };
+        let text = revision(api);
+        assert!(serde_json::from_str::<PromiseRevision>(&text).is_err());
+        let meta = decode::<requests::Request>(&text).unwrap().metadata;
+        assert_eq!(meta.finalizers, Some(vec![REVISION_FINALIZER.to_string()]));
+        let spec = decode::<RetiringWire>(&text).unwrap().spec;
+        assert_eq!(
+            (spec.promise_ref.name.as_str(), spec.version.as_str()),
+            ("redis", "v1")
+        );
+        let copied = spec.promise_spec.and_then(|s| s.api).unwrap();
+        let offered: Value = serde_json::from_str(copied.get()).unwrap();
+        assert_eq!(
+            requests::offered_api(&offered).map(|ar| ar.kind),
+            Some("redis".to_string())
+        );
+
+        let spec = decode::<RetiringWire>(&revision(&deep)).unwrap().spec;
+        let copied = spec.promise_spec.and_then(|s| s.api).unwrap();
+        assert!(serde_json::from_str::<Value>(copied.get()).is_err());
+    }
 
     fn promise(version: Option<&str>) -> Promise {
         let mut p = Promise::new(

@@ -8,6 +8,7 @@ use super::{Ctx, Error};
 use crate::cluster::{Changed, ClusterView};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,8 +33,11 @@ pub fn parts(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
 }
 
-/// How soon a failed reconcile runs again.
+/// How soon a failed reconcile runs again; each further failure in a row doubles the wait, up
+/// to [`MAX_RETRY`].
 pub const RETRY: Duration = Duration::from_secs(5);
+/// The longest wait before a reconcile that keeps failing runs again.
+pub const MAX_RETRY: Duration = Duration::from_secs(300);
 /// How often to look whether the view has listed every kind yet.
 const SYNC_POLL: Duration = Duration::from_millis(500);
 
@@ -72,6 +76,7 @@ pub async fn run<L: Follow>(ctx: Arc<Ctx>, looped: L) {
         .into_iter()
         .for_each(|key| queue.trigger(key));
     let mut running = FuturesUnordered::new();
+    let mut failures: HashMap<Key, u32> = HashMap::new();
     let mut listening = true;
     loop {
         tokio::select! {
@@ -88,10 +93,14 @@ pub async fn run<L: Follow>(ctx: Arc<Ctx>, looped: L) {
             Some(key) = queue.next(), if running.len() < usize::from(super::CONCURRENCY) => {
                 running.push(observed(looped.clone(), ctx.clone(), key));
             }
-            Some((key, again)) = running.next() => {
+            Some((key, succeeded)) = running.next() => {
                 queue.done(&key);
-                if let Some(after) = again {
-                    queue.requeue(key, after);
+                if succeeded {
+                    failures.remove(&key);
+                } else {
+                    let failed = failures.entry(key.clone()).or_default();
+                    *failed = failed.saturating_add(1);
+                    queue.requeue(key, retry_after(*failed));
                 }
             }
             else => return,
@@ -99,27 +108,32 @@ pub async fn run<L: Follow>(ctx: Arc<Ctx>, looped: L) {
     }
 }
 
-/// One reconcile in a span naming the object, timed and counted; a failure runs again after
-/// [`RETRY`].
-async fn observed<L: Follow>(looped: Arc<L>, ctx: Arc<Ctx>, key: Key) -> (Key, Option<Duration>) {
+/// The wait before a reconcile that failed `failures` times in a row runs again.
+fn retry_after(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY.saturating_mul(1 << doublings).min(MAX_RETRY)
+}
+
+/// One reconcile in a span naming the object, timed and counted; whether it succeeded.
+async fn observed<L: Follow>(looped: Arc<L>, ctx: Arc<Ctx>, key: Key) -> (Key, bool) {
     let kind = looped.kind();
     let (namespace, name) = parts(&key);
     let span = tracing::info_span!("reconcile", kind, namespace, name);
     let started = Instant::now();
     let outcome = looped.reconcile(&ctx, &key).instrument(span.clone()).await;
     ctx.metrics.reconcile_took(kind, started.elapsed());
-    let again = match outcome {
+    let succeeded = match outcome {
         Ok(()) => {
             ctx.metrics.reconcile(kind, "ok");
-            None
+            true
         }
         Err(error) => {
             ctx.metrics.reconcile(kind, "error");
             span.in_scope(|| tracing::warn!(kind, %error, "reconcile failed; requeueing"));
-            Some(RETRY)
+            false
         }
     };
-    (key, again)
+    (key, succeeded)
 }
 
 #[cfg(test)]
@@ -132,5 +146,12 @@ mod tests {
         assert_eq!(parts(&key(Some("ns"), "a")), ("ns", "a"));
         assert_eq!(&*key(None, "p"), "p");
         assert_eq!(parts(&key(None, "p")), ("", "p"));
+    }
+
+    #[test]
+    fn a_reconcile_that_keeps_failing_waits_longer_each_time_up_to_five_minutes() {
+        let waits: Vec<u64> = (1..=8).map(|n| retry_after(n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(retry_after(u32::MAX), MAX_RETRY);
     }
 }

@@ -773,13 +773,37 @@ fn an_unreadable_promise_leaves_the_other_offers_served(c: &Cluster) {
         c.kubectl
             .apply(&ns, &request_yaml(&api_version, kind, "n1"));
         wait_bindings(c, &ns, "n1", "kl-after-nested@v1");
+        // The revision that does not decode is still finalized, and still let go when deleted.
+        wait_for(
+            c,
+            "the unreadable revision to get the loop's finalizer",
+            || {
+                // jsonpath: the object is too deep for the test's own JSON decoder.
+                let path = "jsonpath={.metadata.finalizers}";
+                let out = c
+                    .kubectl
+                    .run(&["get", "promiserevision", "kl-nested-v1", "-o", path]);
+                expect(
+                    out.stdout.trim().to_string(),
+                    r#"["kratix.io/resource-request-cleanup"]"#,
+                )
+            },
+        );
+        let deleted = c
+            .kubectl
+            .run(&["delete", "promiserevision", "kl-nested-v1", "--wait=false"]);
+        assert!(deleted.success, "{}", deleted.stderr);
+        wait_for(c, "the unreadable revision to be gone", || {
+            gone(c, &["promiserevision", "kl-nested-v1"])
+                .then_some(())
+                .ok_or_else(|| "still there".to_string())
+        });
     }));
     // Gone whatever happened above, so no later scenario meets it.
     c.without_webhooks(|| {
         c.kubectl.run(&["delete", "promise", "kl-nested"]).ok();
-        c.kubectl
-            .run(&["delete", "promiserevision", "kl-nested-v1"])
-            .ok();
+        let revision = ["promiserevision", "kl-nested-v1", "--ignore-not-found"];
+        c.kubectl.run(&[&["delete"][..], &revision].concat()).ok();
     });
     if let Err(failure) = served {
         std::panic::resume_unwind(failure);
