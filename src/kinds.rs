@@ -133,6 +133,29 @@ impl Kind {
     pub fn name(self) -> &'static str {
         &self.known().name
     }
+
+    /// Which loops read this kind's changes.
+    pub fn family(self) -> Family {
+        match self {
+            Kind::Environment
+            | Kind::Project
+            | Kind::Resource
+            | Kind::ResourceType
+            | Kind::ClusterResourceType
+            | Kind::ResourceRelease
+            | Kind::ResourceReleaseBinding => Family::OpenChoreo,
+            Kind::Promise | Kind::PromiseRevision | Kind::ResourceBinding => Family::Kratix,
+        }
+    }
+}
+
+/// The kinds one set of loops reads: the live view announces each family's changes on a channel
+/// of its own, so a burst in one (100,000 bindings created) never makes the other's loops miss
+/// changes and look at every object again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    OpenChoreo,
+    Kratix,
 }
 
 #[cfg(test)]

@@ -247,6 +247,7 @@ mod tests {
     use super::*;
     use crate::cluster::ClusterView;
     use crate::crd::Resource as ChoreoResource;
+    use crate::kinds::Family;
     use serde_json::json;
 
     fn seen(name: &str, project: serde_json::Value, version: &str) -> Seen<ChoreoResource> {
@@ -317,7 +318,10 @@ mod tests {
     fn every_applied_object_is_announced_after_the_store_has_it() {
         let (writers, mut stores) = Writers::new(0);
         stores.changed = Some(Announcer::new(8));
-        let mut changes = stores.changes().expect("a live view announces changes");
+        let mut changes = stores
+            .changes(Family::OpenChoreo)
+            .expect("a live view announces changes");
+        let mut kratix = stores.changes(Family::Kratix).expect("on two channels");
         let mut deletions = stores.deletions().expect("and deletions");
         let mut feed = feed(&stores, writers.resources);
         feed.apply(Event::Init);
@@ -346,6 +350,10 @@ mod tests {
             .expect("the deletion, on its own channel");
         assert_eq!((deleted.name.as_str(), deleted.gone), ("r", true));
         assert!(deletions.try_recv().is_err(), "nothing else");
+        assert!(
+            kratix.try_recv().is_err(),
+            "a Resource is not a Kratix kind"
+        );
         assert!(stores.resource("ns", "listed").is_some());
     }
 
@@ -353,7 +361,10 @@ mod tests {
     fn a_deleted_binding_is_announced_with_the_request_it_bound() {
         let (writers, mut stores) = Writers::new(0);
         stores.changed = Some(Announcer::new(8));
-        let mut changes = stores.changes().expect("a live view announces changes");
+        let mut changes = stores
+            .changes(Family::Kratix)
+            .expect("a live view announces changes");
+        let mut openchoreo = stores.changes(Family::OpenChoreo).expect("two channels");
         let mut feed = feed(&stores, writers.resource_bindings);
         let binding = json!({"metadata": {"name": "cache-x1", "namespace": "ns"},
             "spec": {"promiseRef": {"name": "redis"}, "resourceRef": {"name": "cache"}, "version": "v1"}});
@@ -366,5 +377,9 @@ mod tests {
             assert_eq!((change.gone, change.lookup.as_deref()), (gone, Some(&*key)));
         }
         assert!(stores.resource_binding("ns", "cache-x1").is_none());
+        assert!(
+            openchoreo.try_recv().is_err(),
+            "a Kratix binding is not an OpenChoreo kind"
+        );
     }
 }

@@ -17,7 +17,7 @@ pub use index::{Index, Keeper};
 pub use targets::{Books, Listed, Targets, TargetsWriter};
 
 use crate::crd::*;
-use crate::kinds::Kind;
+use crate::kinds::{Family, Kind};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use std::collections::HashMap;
@@ -90,9 +90,9 @@ pub trait ClusterView: Send + Sync {
     fn unreadable(&self, kind: &str, namespace: &str, name: &str) -> Option<String>;
     /// True once every kind has been listed at least once.
     fn is_synced(&self) -> bool;
-    /// Every object change this view applies from now on, after applying it; `None` for views
-    /// that do not change (files).
-    fn changes(&self) -> Option<broadcast::Receiver<Changed>> {
+    /// Every change of a kind of `family` this view applies from now on, after applying it;
+    /// `None` for views that do not change (files).
+    fn changes(&self, _family: Family) -> Option<broadcast::Receiver<Changed>> {
         None
     }
     /// The deletions among [`ClusterView::changes`], on a channel of their own: they are few, so
@@ -140,7 +140,8 @@ pub const CHANGES_BUFFERED: usize = 4096;
 /// their own channel.
 #[derive(Clone)]
 pub struct Announcer {
-    changes: broadcast::Sender<Changed>,
+    openchoreo: broadcast::Sender<Changed>,
+    kratix: broadcast::Sender<Changed>,
     deletions: broadcast::Sender<Changed>,
 }
 
@@ -148,8 +149,16 @@ impl Announcer {
     /// Channels keeping `buffered` announcements each for a slow listener.
     pub fn new(buffered: usize) -> Self {
         Announcer {
-            changes: broadcast::channel(buffered).0,
+            openchoreo: broadcast::channel(buffered).0,
+            kratix: broadcast::channel(buffered).0,
             deletions: broadcast::channel(buffered).0,
+        }
+    }
+
+    fn channel(&self, family: Family) -> &broadcast::Sender<Changed> {
+        match family {
+            Family::OpenChoreo => &self.openchoreo,
+            Family::Kratix => &self.kratix,
         }
     }
 
@@ -158,7 +167,7 @@ impl Announcer {
         if change.gone {
             let _ = self.deletions.send(change.clone());
         }
-        let _ = self.changes.send(change);
+        let _ = self.channel(change.kind.family()).send(change);
     }
 }
 
@@ -401,8 +410,8 @@ impl ClusterView for Stores {
     fn is_synced(&self) -> bool {
         self.pending.load(Ordering::SeqCst) == 0
     }
-    fn changes(&self) -> Option<broadcast::Receiver<Changed>> {
-        self.changed.as_ref().map(|a| a.changes.subscribe())
+    fn changes(&self, family: Family) -> Option<broadcast::Receiver<Changed>> {
+        self.changed.as_ref().map(|a| a.channel(family).subscribe())
     }
     fn deletions(&self) -> Option<broadcast::Receiver<Changed>> {
         self.changed.as_ref().map(|a| a.deletions.subscribe())

@@ -8,7 +8,7 @@ use super::runner::{self, Follow, Key};
 use super::{Ctx, Error, list_each};
 use crate::cluster::{Changed, ClusterView};
 use crate::crd::*;
-use crate::kinds::Kind;
+use crate::kinds::{Family, Kind};
 use crate::naming::{self, RevisionId};
 use crate::policy::promise_revision::is_latest;
 use kube::api::{
@@ -38,6 +38,9 @@ struct Promises;
 impl Follow for Promises {
     fn kind(&self) -> &'static str {
         Kind::Promise.name()
+    }
+    fn family(&self) -> Family {
+        Family::Kratix
     }
     fn every(&self, view: &dyn ClusterView) -> Vec<Key> {
         let all = view.all_promises();
@@ -81,6 +84,9 @@ struct Revisions;
 impl Follow for Revisions {
     fn kind(&self) -> &'static str {
         Kind::PromiseRevision.name()
+    }
+    fn family(&self) -> Family {
+        Family::Kratix
     }
     fn every(&self, view: &dyn ClusterView) -> Vec<Key> {
         let all = view.all_promise_revisions();
@@ -145,6 +151,9 @@ impl Follow for Bindings {
     fn kind(&self) -> &'static str {
         Kind::ResourceBinding.name()
     }
+    fn family(&self) -> Family {
+        Family::Kratix
+    }
     fn every(&self, view: &dyn ClusterView) -> Vec<Key> {
         let all = view.all_resource_bindings();
         all.iter().map(|b| binding_key(b)).collect()
@@ -198,6 +207,9 @@ const OFFERED: &str = "offers";
 impl Follow for Offers {
     fn kind(&self) -> &'static str {
         "PromiseOffers"
+    }
+    fn family(&self) -> Family {
+        Family::Kratix
     }
     fn every(&self, _: &dyn ClusterView) -> Vec<Key> {
         vec![runner::key(None, OFFERED)]

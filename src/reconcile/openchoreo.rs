@@ -15,7 +15,7 @@ use super::{Ctx, Error};
 use crate::cluster::held::{Finalizers, Held};
 use crate::cluster::{Books, Changed, ClusterView, Listed};
 use crate::crd::*;
-use crate::kinds::Kind;
+use crate::kinds::{Family, Kind};
 use crate::policy::referents::{self, DELETE, RETAIN};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -37,6 +37,9 @@ struct Bindings;
 impl Follow for Bindings {
     fn kind(&self) -> &'static str {
         Kind::ResourceReleaseBinding.name()
+    }
+    fn family(&self) -> Family {
+        Family::OpenChoreo
     }
 
     fn every(&self, view: &dyn ClusterView) -> Vec<Key> {

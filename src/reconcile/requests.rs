@@ -8,7 +8,7 @@
 use super::{Ctx, Error, finished, observed, on_error};
 use crate::cluster::Changed;
 use crate::crd::*;
-use crate::kinds::Kind;
+use crate::kinds::{Family, Kind};
 use crate::naming;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -255,7 +255,7 @@ struct RequestCtx {
 /// Runs the controller for one offered kind until aborted. Requests are watched here (no other
 /// part of bindguard reads them); their bindings are followed through the cluster view.
 async fn serve(ctx: Arc<Ctx>, offer: Offer) {
-    let Some(changes) = ctx.view.changes() else {
+    let Some(changes) = ctx.view.changes(Family::Kratix) else {
         tracing::warn!("the cluster view announces no changes: requests are not reconciled");
         return;
     };

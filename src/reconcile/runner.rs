@@ -6,6 +6,7 @@
 use super::queue::Queue;
 use super::{Ctx, Error};
 use crate::cluster::{Changed, ClusterView};
+use crate::kinds::Family;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use std::collections::HashMap;
@@ -45,6 +46,8 @@ const SYNC_POLL: Duration = Duration::from_millis(500);
 pub trait Follow: Send + Sync + 'static {
     /// What spans and metrics call the loop's objects.
     fn kind(&self) -> &'static str;
+    /// The kinds whose changes the loop hears of.
+    fn family(&self) -> Family;
     /// Every key: at the start, and after changes were missed.
     fn every(&self, view: &dyn ClusterView) -> Vec<Key>;
     /// The keys `change` affects.
@@ -62,7 +65,7 @@ pub async fn synced(view: &dyn ClusterView) {
 /// Runs `looped` until the view stops announcing changes (never, in a live process).
 pub async fn run<L: Follow>(ctx: Arc<Ctx>, looped: L) {
     let looped = Arc::new(looped);
-    let Some(mut changes) = ctx.view.changes() else {
+    let Some(mut changes) = ctx.view.changes(looped.family()) else {
         tracing::warn!(
             kind = looped.kind(),
             "the cluster view announces no changes: not reconciled"
