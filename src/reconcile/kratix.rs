@@ -5,7 +5,7 @@
 use super::conditions::{merge, resolve_version, same};
 use super::requests::{self, Registry};
 use super::runner::{self, Follow, Key};
-use super::{Ctx, Error, list_each};
+use super::{Ctx, Error, finalizer_added, finalizer_removed, guarded, list_each};
 use crate::cluster::{Changed, ClusterView};
 use crate::crd::*;
 use crate::kinds::{Family, Kind};
@@ -116,26 +116,14 @@ impl Follow for Revisions {
             return Ok(());
         };
         let meta = decode::<requests::Request>(&text)?.metadata;
-        let ours = meta.finalizers.iter().flatten();
-        let at = ours.clone().position(|f| f == REVISION_FINALIZER);
+        let held = meta.finalizers.as_deref().unwrap_or_default();
+        let at = held.iter().position(|f| f == REVISION_FINALIZER);
         let ops = match (meta.deletion_timestamp.is_some(), at) {
-            (false, None) if ours.count() == 0 => {
-                vec![
-                    json!({"op": "add", "path": "/metadata/finalizers", "value": [REVISION_FINALIZER]}),
-                ]
-            }
-            (false, None) => {
-                vec![
-                    json!({"op": "add", "path": "/metadata/finalizers/-", "value": REVISION_FINALIZER}),
-                ]
-            }
+            (false, None) => finalizer_added(held.len(), REVISION_FINALIZER),
             (true, Some(i)) => {
                 let retiring = retiring(ctx, &text, meta.clone()).await?;
                 cleanup_revision(&retiring.revision, retiring.api.as_ref(), ctx).await?;
-                vec![
-                    json!({"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": REVISION_FINALIZER}),
-                    json!({"op": "remove", "path": format!("/metadata/finalizers/{i}")}),
-                ]
+                finalizer_removed(i, REVISION_FINALIZER)
             }
             _ => return Ok(()),
         };
@@ -571,12 +559,7 @@ async fn patch_text<K>(
 where
     K: Resource<DynamicType = ()>,
 {
-    let test = meta.resource_version.as_ref().map(
-        |version| json!({"op": "test", "path": "/metadata/resourceVersion", "value": version}),
-    );
-    let all: Vec<Value> = test.into_iter().chain(ops).collect();
-    let patch: json_patch::Patch =
-        serde_json::from_value(Value::Array(all)).map_err(|e| Error::Other(e.to_string()))?;
+    let patch = guarded(meta.resource_version.as_deref(), ops)?;
     let request = kube::core::Request::new(K::url_path(&(), None))
         .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
         .map_err(|e| Error::Other(e.to_string()))?;

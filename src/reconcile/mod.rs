@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +107,31 @@ impl Ctx {
             tracing::warn!(%error, reason, "could not publish event");
         }
     }
+}
+
+/// `ops` after a test of the resourceVersion, when one is known.
+pub fn guarded(version: Option<&str>, ops: Vec<Value>) -> Result<json_patch::Patch, Error> {
+    let test = version.map(
+        |version| json!({"op": "test", "path": "/metadata/resourceVersion", "value": version}),
+    );
+    let all: Vec<Value> = test.into_iter().chain(ops).collect();
+    serde_json::from_value(Value::Array(all)).map_err(|e| Error::Other(e.to_string()))
+}
+
+/// JSON Patch ops giving `finalizer` to an object that holds `held` finalizers.
+pub fn finalizer_added(held: usize, finalizer: &str) -> Vec<Value> {
+    match held {
+        0 => vec![json!({"op": "add", "path": "/metadata/finalizers", "value": [finalizer]})],
+        _ => vec![json!({"op": "add", "path": "/metadata/finalizers/-", "value": finalizer})],
+    }
+}
+
+/// JSON Patch ops taking `finalizer` from place `at` of the finalizers, tested to be there first.
+pub fn finalizer_removed(at: usize, finalizer: &str) -> Vec<Value> {
+    vec![
+        json!({"op": "test", "path": format!("/metadata/finalizers/{at}"), "value": finalizer}),
+        json!({"op": "remove", "path": format!("/metadata/finalizers/{at}")}),
+    ]
 }
 
 /// Every `K` the API server lists under `params` (in `namespace`, or in every namespace), each

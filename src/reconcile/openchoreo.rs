@@ -11,14 +11,14 @@ use super::conditions::{
     self, BindingView, StatusWrite, binding_conditions, finalizing, status_write,
 };
 use super::runner::{self, Follow, Key};
-use super::{Ctx, Error};
+use super::{Ctx, Error, finalizer_added, finalizer_removed, guarded};
 use crate::cluster::held::{Finalizers, Held};
 use crate::cluster::{Books, Changed, ClusterView, Listed};
 use crate::crd::*;
 use crate::kinds::{Family, Kind};
 use crate::policy::referents::{self, DELETE, RETAIN};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -143,29 +143,12 @@ struct Writes<'a> {
     version: Option<String>,
 }
 
-/// `ops` after a test of the resourceVersion, when one is known.
-fn guarded(version: Option<&str>, ops: Vec<Value>) -> Result<json_patch::Patch, Error> {
-    let test = version.map(
-        |version| json!({"op": "test", "path": "/metadata/resourceVersion", "value": version}),
-    );
-    let all: Vec<Value> = test.into_iter().chain(ops).collect();
-    serde_json::from_value(Value::Array(all)).map_err(|e| Error::Other(e.to_string()))
-}
-
 impl Writes<'_> {
     /// Adds or removes our finalizer where the view says it is (tested before it is removed).
     async fn finalizer(&mut self, held: Finalizers, present: bool) -> Result<(), Error> {
         let ops = match (present, held.ours_at) {
-            (true, None) if held.count == 0 => {
-                vec![json!({"op": "add", "path": "/metadata/finalizers", "value": [RRB_FINALIZER]})]
-            }
-            (true, None) => {
-                vec![json!({"op": "add", "path": "/metadata/finalizers/-", "value": RRB_FINALIZER})]
-            }
-            (false, Some(i)) => vec![
-                json!({"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": RRB_FINALIZER}),
-                json!({"op": "remove", "path": format!("/metadata/finalizers/{i}")}),
-            ],
+            (true, None) => finalizer_added(held.count as usize, RRB_FINALIZER),
+            (false, Some(i)) => finalizer_removed(i as usize, RRB_FINALIZER),
             _ => return Ok(()),
         };
         let patch = Patch::Json::<()>(guarded(self.version.as_deref(), ops)?);
