@@ -158,6 +158,37 @@ pub fn offered_api(crd: &Value) -> Option<ApiResource> {
     })
 }
 
+/// [`offered_api`] of a CRD given as text, reading only the fields it names: everything else
+/// (the schemas) is skipped where it stands, so a CRD nested past the decoder's limit elsewhere
+/// still names its kind.
+pub fn offered_api_in(crd: &str) -> Option<ApiResource> {
+    #[derive(Deserialize)]
+    struct Crd {
+        spec: Spec,
+    }
+    #[derive(Deserialize)]
+    struct Spec {
+        group: Option<Value>,
+        names: Option<Names>,
+        versions: Option<Vec<Version>>,
+    }
+    #[derive(Deserialize, Serialize)]
+    struct Names {
+        kind: Option<Value>,
+        plural: Option<Value>,
+    }
+    #[derive(Deserialize, Serialize)]
+    struct Version {
+        name: Option<Value>,
+        served: Option<Value>,
+        storage: Option<Value>,
+    }
+    let Crd { spec } = serde_json::from_str(crd).ok()?;
+    let shallow =
+        json!({"spec": {"group": spec.group, "names": spec.names, "versions": spec.versions}});
+    offered_api(&shallow)
+}
+
 /// Which Promise serves each offered kind now: of the Promises not being deleted, the most
 /// recently created one that offers it (the name breaks ties).
 pub fn offers(promises: &[Arc<Promise>]) -> BTreeMap<KindKey, Offer> {

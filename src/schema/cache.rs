@@ -258,6 +258,28 @@ mod tests {
         let (short, deferred) = check(&list, &json!({"xs": ["a", 1]}));
         assert!(!deferred);
         assert_eq!(short.map(|r| r.total), Ok(1));
+
+        let lower = Arc::new(
+            json!({"properties": {"s": {"type": "string", "pattern": "^[a-z]+$"}},
+            "patternProperties": {"^x-": {"type": "string"}}}),
+        );
+        let text = |n: usize| json!({"s": "a".repeat(n)});
+        assert_eq!(
+            cache
+                .check_shared(&lower, &text(3000), None)
+                .map(|r| r.total),
+            Ok(0)
+        );
+        assert!(!check(&lower, &text(100)).1);
+        assert!(
+            check(&lower, &text(3000)).1,
+            "a long string is not run through a pattern in place"
+        );
+        let long_key = json!({"x-".repeat(1500): "v"});
+        assert!(
+            check(&lower, &long_key).1,
+            "nor a long key through patternProperties"
+        );
     }
 
     #[test]

@@ -21,18 +21,35 @@ pub const MAX_DEPTH: usize = 1_000;
 /// `$ref` hops followed when looking up a property's `default`.
 const MAX_REF_HOPS: usize = 32;
 
-/// `value` with every default of `schema` applied.
-pub fn apply(schema: &Value, value: &Value) -> Result<Value, SchemaError> {
-    apply_within(schema, value, MAX_STEPS)
+/// The work a walk may do: schema-node visits, and bytes of strings (values, or keys under
+/// `patternProperties`) run through a `pattern`, counted once per pattern that runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub steps: usize,
+    pub pattern_bytes: usize,
 }
 
-/// [`apply`], in at most `max_steps` steps.
-pub fn apply_within(schema: &Value, value: &Value, max_steps: usize) -> Result<Value, SchemaError> {
+impl Budget {
+    /// What any check may do.
+    pub const WHOLE: Budget = Budget {
+        steps: MAX_STEPS,
+        pattern_bytes: usize::MAX,
+    };
+}
+
+/// `value` with every default of `schema` applied.
+pub fn apply(schema: &Value, value: &Value) -> Result<Value, SchemaError> {
+    apply_within(schema, value, Budget::WHOLE)
+}
+
+/// [`apply`], within `budget`.
+pub fn apply_within(schema: &Value, value: &Value, budget: Budget) -> Result<Value, SchemaError> {
     let mut effective = value.clone();
     let mut walk = Walk {
         root: schema,
         steps: 0,
-        max_steps,
+        scanned: 0,
+        budget,
         in_place: HashSet::new(),
         refs: HashMap::new(),
     };
@@ -50,7 +67,9 @@ enum Mode {
 struct Walk<'s> {
     root: &'s Value,
     steps: usize,
-    max_steps: usize,
+    /// Bytes run through patterns so far.
+    scanned: usize,
+    budget: Budget,
     /// (schema, value node) pairs being applied, to stop `$ref` cycles that do not descend.
     in_place: HashSet<(*const Value, *const Value)>,
     /// Local `$ref`s already resolved.
@@ -60,11 +79,24 @@ struct Walk<'s> {
 impl<'s> Walk<'s> {
     fn step(&mut self, cost: usize) -> Result<(), SchemaError> {
         self.steps = self.steps.saturating_add(cost);
-        if self.steps > self.max_steps {
+        if self.steps > self.budget.steps {
             return Err(SchemaError(format!(
                 "checking a value against this schema needs more than {} steps \
                  (a $ref that multiplies itself, or defaults that contain themselves?)",
-                self.max_steps
+                self.budget.steps
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts `text` run through `patterns` patterns.
+    fn scan(&mut self, text: &str, patterns: usize) -> Result<(), SchemaError> {
+        let bytes = text.len().saturating_mul(patterns);
+        self.scanned = self.scanned.saturating_add(bytes);
+        if self.scanned > self.budget.pattern_bytes {
+            return Err(SchemaError(format!(
+                "checking a value against this schema runs patterns over more than {} bytes",
+                self.budget.pattern_bytes
             )));
         }
         Ok(())
@@ -97,6 +129,9 @@ impl<'s> Walk<'s> {
             .and_then(|()| match instance {
                 Value::Object(fields) => self.fields(keywords, fields, mode, depth),
                 Value::Array(items) => self.items(keywords, items, mode, depth),
+                Value::String(text) if keywords.get("pattern").is_some_and(Value::is_string) => {
+                    self.scan(text, 1)
+                }
                 _ => Ok(()),
             });
         self.in_place.remove(&id);
@@ -164,6 +199,7 @@ impl<'s> Walk<'s> {
         let names = keywords.get("propertyNames");
         let unevaluated = keywords.get("unevaluatedProperties");
         for (name, field) in fields.iter_mut() {
+            self.scan(name, patterns.map_or(0, Map::len))?;
             let listed = properties.is_some_and(|p| p.contains_key(name));
             if let Some(schema) = additional.filter(|_| !listed) {
                 self.child(schema, field, additional_mode, depth)?;

@@ -15,6 +15,7 @@ mod violations;
 pub use cache::{InPlace, SchemaCache};
 pub use violations::{MAX_CAUSES, Report, Segment, Violation};
 
+use defaults::Budget;
 use jsonschema::{PatternOptions, ValidationError, Validator};
 use serde_json::{Value, json};
 use std::fmt;
@@ -37,9 +38,13 @@ pub const JUDGE_THREAD_STACK: usize = STACK_RED_ZONE + (8 << 20);
 #[error("{0}")]
 pub struct SchemaError(pub String);
 
-/// Schema-node visits a check may take on an async worker (see [`InPlace`]), against
-/// [`defaults::MAX_STEPS`] elsewhere.
-const IN_PLACE_STEPS: usize = 2_000;
+/// The work a check may do on an async worker (see [`InPlace`]), against [`Budget::WHOLE`]
+/// elsewhere: a regex may cost about a microsecond per byte where it cannot use its DFA, so the
+/// bytes run through patterns are bounded apart from the steps.
+const IN_PLACE: Budget = Budget {
+    steps: 2_000,
+    pattern_bytes: 2 * 1024,
+};
 /// Compiled size of the largest `pattern` a check on an async worker may run: small enough that
 /// matching costs little per byte of the value even where the regex engine cannot use its DFA.
 const IN_PLACE_PATTERN_BYTES: usize = 8 * 1024;
@@ -93,14 +98,14 @@ impl EnvConfigSchema {
     }
 
     /// [`Self::check`] within what may run on an async worker; `None` when the check could
-    /// cost more (large patterns, more than [`IN_PLACE_STEPS`], or an error [`Self::check`]
+    /// cost more (large patterns, more than [`IN_PLACE`] allows, or an error [`Self::check`]
     /// would report).
     pub fn check_in_place(&self, value: &Value) -> Option<Report> {
         if !self.small_patterns {
             return None;
         }
         on_deep_stack(|| {
-            let effective = defaults::apply_within(&self.schema, value, IN_PLACE_STEPS).ok()?;
+            let effective = defaults::apply_within(&self.schema, value, IN_PLACE).ok()?;
             violations::collect(&self.validator, &effective).ok()
         })
     }

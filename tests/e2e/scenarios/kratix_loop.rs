@@ -773,6 +773,28 @@ fn an_unreadable_promise_leaves_the_other_offers_served(c: &Cluster) {
         c.kubectl
             .apply(&ns, &request_yaml(&api_version, kind, "n1"));
         wait_bindings(c, &ns, "n1", "kl-after-nested@v1");
+        // A revision pinned by a request and turned too deep to decode whole is still cleaned up
+        // when deleted: its request goes, named by the copied API read on its own.
+        let deepened = serde_json::json!({"spec": {"promiseSpec": {"dependencies": [nested]}}});
+        c.without_webhooks(|| {
+            let revision = ["promiserevision", "kl-after-nested-v1"];
+            let patch = ["--type=merge", "-p", &deepened.to_string()];
+            let patched = c.kubectl.run(&[&["patch"][..], &revision, &patch].concat());
+            assert!(patched.success, "{}", patched.stderr);
+            let deleted = c
+                .kubectl
+                .run(&[&["delete"][..], &revision, &["--wait=false"]].concat());
+            assert!(deleted.success, "{}", deleted.stderr);
+        });
+        wait_for(
+            c,
+            "the request pinned to the deleted deep revision to be deleted",
+            || {
+                gone(c, &[plural, "n1", "-n", &ns])
+                    .then_some(())
+                    .ok_or_else(|| "still there".to_string())
+            },
+        );
         // The revision that does not decode is still finalized, and still let go when deleted.
         wait_for(
             c,
