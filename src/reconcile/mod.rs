@@ -252,11 +252,31 @@ where
     }
 }
 
-/// Requeue with backoff on error: counted, logged, retried after a while.
-pub fn on_error(kind: &str, error: &Error, ctx: &Ctx) -> Action {
+/// Requeue on error: counted, logged, retried after `after`.
+pub fn on_error(kind: &str, error: &Error, ctx: &Ctx, after: Duration) -> Action {
     ctx.metrics.reconcile(kind, "error");
-    tracing::warn!(kind, %error, "reconcile failed; requeueing");
-    Action::requeue(Duration::from_secs(5))
+    tracing::warn!(kind, %error, ?after, "reconcile failed; requeueing");
+    Action::requeue(after)
+}
+
+/// Failures in a row per object, for controllers whose queue does not count them: each one
+/// waits [`runner::retry_after`] before it runs again.
+#[derive(Default)]
+pub struct Failures(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+impl Failures {
+    /// Counts a failure of `key`: how long to wait before it runs again.
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let failed = counts.entry(key.to_string()).or_default();
+        *failed = failed.saturating_add(1);
+        runner::retry_after(*failed)
+    }
+
+    /// `key` ran without error: its next failure waits the shortest time again.
+    pub fn succeeded(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
 }
 
 /// A reconcile's outcome from kube's finalizer helper, counted.
@@ -395,6 +415,16 @@ mod tests {
     use super::*;
     use crate::crd::Promise;
     use kube::ResourceExt;
+
+    #[test]
+    fn an_object_that_keeps_failing_waits_longer_until_it_succeeds() {
+        let failures = Failures::default();
+        let waits: Vec<u64> = (0..3).map(|_| failures.failed("ns/a").as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20]);
+        assert_eq!(failures.failed("ns/b").as_secs(), 5, "counted per object");
+        failures.succeeded("ns/a");
+        assert_eq!(failures.failed("ns/a").as_secs(), 5);
+    }
 
     #[test]
     fn objects_that_do_not_decode_are_named_and_left_out_or_refuse_the_list() {

@@ -5,7 +5,7 @@
 //! neither fails the watch nor the initial list. Deletes go through the raw API for the same
 //! reason: the answer, a whole request, is never decoded.
 
-use super::{Ctx, Error, finished, observed, on_error};
+use super::{Ctx, Error, Failures, finished, observed, on_error};
 use crate::cluster::Changed;
 use crate::crd::*;
 use crate::kinds::{Family, Kind};
@@ -281,6 +281,7 @@ impl Drop for Registry {
 struct RequestCtx {
     ctx: Arc<Ctx>,
     offer: Offer,
+    failures: Failures,
 }
 
 /// Runs the controller for one offered kind until aborted. Requests are watched here (no other
@@ -301,12 +302,19 @@ async fn serve(ctx: Arc<Ctx>, offer: Offer) {
         ar,
         requests: controller.store(),
     };
-    let rc = Arc::new(RequestCtx { ctx, offer });
+    let rc = Arc::new(RequestCtx {
+        ctx,
+        offer,
+        failures: Failures::default(),
+    });
     controller
         .reconcile_on(triggers.stream())
         .run(
             observed("ResourceRequest", metrics, reconcile),
-            |_, e, rc: Arc<RequestCtx>| on_error("ResourceRequest", e, &rc.ctx),
+            |request, e, rc: Arc<RequestCtx>| {
+                let after = rc.failures.failed(&request_key(&request));
+                on_error("ResourceRequest", e, &rc.ctx, after)
+            },
             rc,
         )
         .for_each(|result| {
@@ -379,6 +387,7 @@ pub fn bound_request(
 }
 
 async fn reconcile(request: Arc<Request>, rc: Arc<RequestCtx>) -> Result<Action, Error> {
+    let key = request_key(&request);
     let ns = request.namespace().unwrap_or_default();
     let api: Api<Request> = Api::namespaced_with(rc.ctx.client.clone(), &ns, &rc.offer.api);
     let result = finalizer(&api, REQUEST_FINALIZER, request, |event| async {
@@ -388,7 +397,17 @@ async fn reconcile(request: Arc<Request>, rc: Arc<RequestCtx>) -> Result<Action,
         }
     })
     .await;
-    finished("ResourceRequest", &rc.ctx, result)
+    let outcome = finished("ResourceRequest", &rc.ctx, result);
+    if outcome.is_ok() {
+        rc.failures.succeeded(&key);
+    }
+    outcome
+}
+
+/// `namespace/name` of a request, for its failure count.
+fn request_key(request: &Request) -> String {
+    let ns = request.metadata.namespace.as_deref().unwrap_or_default();
+    crate::cluster::object_key(ns, &request.name_any())
 }
 
 /// The binding a request should have, pinned to `version`, labelled so the seed's label query

@@ -112,7 +112,7 @@ pub async fn run<L: Follow>(ctx: Arc<Ctx>, looped: L) {
 }
 
 /// The wait before a reconcile that failed `failures` times in a row runs again.
-fn retry_after(failures: u32) -> Duration {
+pub fn retry_after(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
     RETRY.saturating_mul(1 << doublings).min(MAX_RETRY)
 }
