@@ -264,10 +264,17 @@ pub fn on_error(kind: &str, error: &Error, ctx: &Ctx, after: Duration) -> Action
 #[derive(Default)]
 pub struct Failures(std::sync::Mutex<std::collections::HashMap<String, u32>>);
 
+/// Objects whose failures are counted at once; past this the counts start again (an object
+/// deleted after failing is never reconciled again to clear its count).
+const FAILURES_KEPT: usize = 10_000;
+
 impl Failures {
     /// Counts a failure of `key`: how long to wait before it runs again.
     pub fn failed(&self, key: &str) -> Duration {
         let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.len() >= FAILURES_KEPT && !counts.contains_key(key) {
+            counts.clear();
+        }
         let failed = counts.entry(key.to_string()).or_default();
         *failed = failed.saturating_add(1);
         runner::retry_after(*failed)
@@ -424,6 +431,19 @@ mod tests {
         assert_eq!(failures.failed("ns/b").as_secs(), 5, "counted per object");
         failures.succeeded("ns/a");
         assert_eq!(failures.failed("ns/a").as_secs(), 5);
+        let failures = Failures::default();
+        (0..FAILURES_KEPT).for_each(|i| _ = failures.failed(&format!("ns/{i}")));
+        assert_eq!(
+            failures.failed("ns/0").as_secs(),
+            10,
+            "a counted object counts on"
+        );
+        failures.failed("ns/new");
+        assert_eq!(
+            failures.failed("ns/0").as_secs(),
+            5,
+            "past the bound, counts start again"
+        );
     }
 
     #[test]
