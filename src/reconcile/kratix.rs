@@ -872,12 +872,6 @@ mod tests {
         }
     }
 
-    fn keys(keys: Vec<Key>) -> Vec<String> {
-        let mut keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        keys.sort();
-        keys
-    }
-
     #[test]
     fn a_change_reaches_exactly_the_objects_that_read_it() {
         use crate::cluster::{Writers, put};
@@ -896,9 +890,9 @@ mod tests {
                 false => Vec::new(),
             };
             [
-                keys(Promises.affected(&view, change)),
-                keys(Revisions.affected(&view, change)),
-                keys(Bindings.affected(&view, change)),
+                runner::sorted(Promises.affected(&view, change)),
+                runner::sorted(Revisions.affected(&view, change)),
+                runner::sorted(Bindings.affected(&view, change)),
                 offers,
             ]
         };

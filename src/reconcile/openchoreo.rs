@@ -328,12 +328,6 @@ mod tests {
         }
     }
 
-    fn sorted(keys: Vec<Key>) -> Vec<String> {
-        let mut names: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        names.sort();
-        names
-    }
-
     #[test]
     fn a_change_reaches_exactly_the_bindings_that_read_it() {
         let view = view([
@@ -342,7 +336,8 @@ mod tests {
             binding("a", "cache-dev", "cache", "dev"),
             binding("b", "db-dev", "db", "dev"),
         ]);
-        let names = |kind, ns, name| sorted(affected(&view, &change(kind, ns, name, false)));
+        let names =
+            |kind, ns, name| runner::sorted(affected(&view, &change(kind, ns, name, false)));
         assert_eq!(
             names(Kind::Environment, Some("a"), "dev"),
             ["a/cache-dev", "a/db-dev"]
@@ -403,7 +398,7 @@ mod tests {
         ]);
         let deleted = change(Kind::Resource, Some("a"), "db", true);
         assert_eq!(
-            sorted(
+            runner::sorted(
                 of_deleted_resource(&view, &deleted)
                     .into_iter()
                     .map(binding_key)

@@ -29,6 +29,14 @@ pub fn key(namespace: Option<&str>, name: &str) -> Key {
     }
 }
 
+/// `keys` as sorted strings, for tests that compare which keys a change reaches.
+#[cfg(test)]
+pub fn sorted(keys: Vec<Key>) -> Vec<String> {
+    let mut names: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    names.sort();
+    names
+}
+
 /// `(namespace, name)` of a key; the namespace is empty for cluster-scoped objects.
 pub fn parts(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
