@@ -46,6 +46,18 @@ pub enum Operation {
     Connect,
 }
 
+impl Operation {
+    /// As the API server spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
 #[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupVersionKind {
     #[serde(default)]
@@ -406,56 +418,111 @@ pub struct Subject<'a> {
     pub kind: &'a str,
 }
 
-/// Builds the response review for `uid`. DELETE never carries a patch.
+/// Builds the response review for `uid`, as JSON text. DELETE never carries a patch.
 pub fn encode_response(
     uid: &str,
     operation: Option<Operation>,
     subject: &Subject,
     verdict: &Decision,
-) -> Value {
-    let mut response = json!({ "uid": uid, "allowed": verdict.allowed() });
-    if let Some(denial) = &verdict.denial {
-        response["status"] = status_of(denial, subject);
-    }
-    let warnings = clean_warnings(&verdict.warnings);
-    if !warnings.is_empty() {
-        response["warnings"] = json!(warnings);
-    }
+) -> Vec<u8> {
     let patchable = verdict.allowed() && operation != Some(Operation::Delete);
-    if patchable && !verdict.patch.is_empty() {
+    let patch = (patchable && !verdict.patch.is_empty()).then(|| {
         let patch = serde_json::to_vec(&verdict.patch).unwrap_or_else(|_| b"[]".to_vec());
-        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch));
-        response["patchType"] = json!("JSONPatch");
-    }
-    json!({ "apiVersion": API_VERSION, "kind": KIND, "response": response })
+        base64::engine::general_purpose::STANDARD.encode(patch)
+    });
+    let review = ReviewOut {
+        api_version: API_VERSION,
+        kind: KIND,
+        response: ResponseOut {
+            uid,
+            allowed: verdict.allowed(),
+            status: verdict.denial.as_ref().map(|d| StatusOut::of(d, subject)),
+            warnings: clean_warnings(&verdict.warnings),
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+        },
+    };
+    serde_json::to_vec(&review).unwrap_or_default()
 }
 
-fn status_of(denial: &Denial, subject: &Subject) -> Value {
-    let causes: Vec<Value> = denial
-        .causes
-        .iter()
-        .map(
-            |c| json!({"reason": denial.code.cause_type(), "message": c.message, "field": c.field}),
-        )
-        .collect();
-    let message = if denial.message.trim().is_empty() {
-        "refused by bindguard".to_string()
-    } else {
-        denial.message.clone()
-    };
-    json!({
-        "metadata": {},
-        "status": "Failure",
-        "code": denial.code.http(),
-        "reason": denial.code.reason(),
-        "message": message,
-        "details": {
-            "name": subject.name,
-            "group": subject.group,
-            "kind": subject.kind,
-            "causes": causes,
-        },
-    })
+/// The response review as the API server reads it; written straight to text.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+}
+
+/// A `metav1.Status` of failure.
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    metadata: Empty,
+    status: &'static str,
+    code: u16,
+    reason: &'static str,
+    message: &'a str,
+    details: DetailsOut<'a>,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct DetailsOut<'a> {
+    name: &'a str,
+    group: &'a str,
+    kind: &'a str,
+    causes: Vec<CauseOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct CauseOut<'a> {
+    reason: &'static str,
+    message: &'a str,
+    field: &'a str,
+}
+
+impl<'a> StatusOut<'a> {
+    fn of(denial: &'a Denial, subject: &Subject<'a>) -> Self {
+        let causes = denial.causes.iter().map(|c| CauseOut {
+            reason: denial.code.cause_type(),
+            message: &c.message,
+            field: &c.field,
+        });
+        let message = match denial.message.trim() {
+            "" => "refused by bindguard",
+            _ => &denial.message,
+        };
+        StatusOut {
+            metadata: Empty {},
+            status: "Failure",
+            code: denial.code.http(),
+            reason: denial.code.reason(),
+            message,
+            details: DetailsOut {
+                name: subject.name,
+                group: subject.group,
+                kind: subject.kind,
+                causes: causes.collect(),
+            },
+        }
+    }
 }
 
 /// At most [`MAX_WARNINGS`], each printable and short.
@@ -490,6 +557,15 @@ mod tests {
     fn review(request: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({"apiVersion": API_VERSION, "kind": KIND, "request": request}))
             .unwrap()
+    }
+
+    fn response_of(
+        uid: &str,
+        op: Option<Operation>,
+        subject: &Subject,
+        verdict: &Decision,
+    ) -> Value {
+        serde_json::from_slice(&encode_response(uid, op, subject, verdict)).expect("JSON")
     }
 
     fn minimal_request() -> Value {
@@ -584,7 +660,7 @@ mod tests {
             group: "openchoreo.dev",
             kind: "ResourceReleaseBinding",
         };
-        let out = encode_response("u-1", Some(Operation::Update), &subject, &verdict);
+        let out = response_of("u-1", Some(Operation::Update), &subject, &verdict);
         let response = &out["response"];
         assert_eq!(out["apiVersion"], API_VERSION);
         assert_eq!(response["uid"], "u-1");
@@ -595,7 +671,16 @@ mod tests {
             response["status"]["details"]["causes"][0]["field"],
             "spec.owner"
         );
+        assert_eq!(response["status"]["status"], "Failure");
+        assert_eq!(response["status"]["metadata"], json!({}));
+        assert_eq!(response["status"]["message"], "spec.owner is immutable");
+        assert_eq!(response["status"]["details"]["name"], "b");
+        assert_eq!(
+            response["status"]["details"]["causes"][0]["reason"],
+            "FieldValueInvalid"
+        );
         assert!(response.get("patch").is_none());
+        assert!(response.get("warnings").is_none());
     }
 
     #[test]
@@ -607,7 +692,7 @@ mod tests {
             patch: vec![op],
             ..Decision::default()
         };
-        let out = encode_response("u", Some(Operation::Create), &Subject::default(), &verdict);
+        let out = response_of("u", Some(Operation::Create), &Subject::default(), &verdict);
         let encoded = out["response"]["patch"]
             .as_str()
             .expect("patch is a string");
@@ -617,7 +702,7 @@ mod tests {
         let ops: Value = serde_json::from_slice(&decoded).unwrap();
         assert_eq!(ops[0]["op"], "add");
         assert_eq!(out["response"]["patchType"], "JSONPatch");
-        let out = encode_response("u", Some(Operation::Delete), &Subject::default(), &verdict);
+        let out = response_of("u", Some(Operation::Delete), &Subject::default(), &verdict);
         assert!(out["response"].get("patch").is_none());
         assert!(out["response"].get("patchType").is_none());
     }

@@ -400,7 +400,7 @@ fn review(args: ReviewArgs) -> anyhow::Result<()> {
         judge::judge(phase, &body, &ctx).map_err(|e| anyhow::anyhow!("{}: {e}", args.file))?;
     emit(format_args!(
         "{}\n",
-        serde_json::to_string_pretty(&judged.response)?
+        serde_json::to_string_pretty(&judged.response_json())?
     ))
 }
 

@@ -4,6 +4,7 @@
 use crate::admission::{
     self, Decision, Denial, DenyCode, Nesting, Operation, ReviewError, Subject,
 };
+use crate::head::Head;
 use crate::policy::projects::{self, Pending};
 use crate::policy::{self, Context, Phase};
 use serde_json::Value;
@@ -11,10 +12,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// What one judged review produced, for the response and for metrics.
 pub struct Judged {
-    pub response: Value,
-    pub kind: String,
-    pub operation: String,
+    /// The response review, as JSON text.
+    pub response: Vec<u8>,
+    /// Who asked for what: the review's identity, for logs and metrics.
+    pub head: Head,
     pub verdict: &'static str,
+    /// Why the request was refused, if it was.
+    pub denial: Option<Denial>,
     /// What metrics count as the refusing rule ([`Decision::rule`]).
     pub rule: String,
     /// Allowed by policy, but the requester's project access is still to be checked
@@ -25,26 +29,30 @@ pub struct Judged {
 /// A write whose requester's project access the server asks the API server about.
 pub struct ProjectCheck {
     pub pending: Pending,
-    uid: String,
     operation: Operation,
-    name: String,
-    group: String,
-    kind: String,
+    pub head: Head,
+}
+
+impl Judged {
+    /// The response review decoded, for tools and tests.
+    pub fn response_json(&self) -> Value {
+        serde_json::from_slice(&self.response).unwrap_or_default()
+    }
 }
 
 impl ProjectCheck {
-    /// The response refusing the write (403) with `message`.
-    pub fn refusal(&self, message: String) -> Value {
+    /// The response refusing the write (403) with `message`, as JSON text.
+    pub fn refusal(&self, message: String) -> Vec<u8> {
         let decision = Decision {
             denial: Some(Denial::forbidden("spec.owner.projectName", message)),
             ..Decision::default()
         };
         let subject = Subject {
-            name: &self.name,
-            group: &self.group,
-            kind: &self.kind,
+            name: &self.head.name,
+            group: &self.head.group,
+            kind: &self.head.kind,
         };
-        admission::encode_response(&self.uid, Some(self.operation), &subject, &decision)
+        admission::encode_response(&self.head.uid, Some(self.operation), &subject, &decision)
     }
 }
 
@@ -68,8 +76,9 @@ fn judge_here(
     ctx: &Context,
 ) -> Result<Judged, ReviewError> {
     let request = admission::decode_measured(body, nesting)?;
+    let head = Head::of(&request);
     let decision = catch_unwind(AssertUnwindSafe(|| policy::decide(phase, &request, ctx)))
-        .unwrap_or_else(|_| internal_error());
+        .unwrap_or_else(|_| internal_error(&head));
     let subject = Subject {
         name: request.object_name(),
         group: &request.kind.group,
@@ -83,24 +92,22 @@ fn judge_here(
         .flatten()
         .map(|pending| ProjectCheck {
             pending,
-            uid: request.uid.clone(),
             operation: request.operation,
-            name: subject.name.to_string(),
-            group: request.kind.group.clone(),
-            kind: request.kind.kind.clone(),
+            head: Head::of(&request),
         });
     Ok(Judged {
         response,
-        kind: request.kind.kind.clone(),
-        operation: format!("{:?}", request.operation).to_uppercase(),
+        head,
         verdict: decision.label(),
         rule: decision.rule(),
+        denial: decision.denial,
         project_check,
     })
 }
 
-fn internal_error() -> Decision {
-    tracing::error!("policy panicked; refusing the request");
+fn internal_error(head: &Head) -> Decision {
+    head.span()
+        .in_scope(|| tracing::error!("policy panicked; refusing the request"));
     Decision {
         denial: Some(Denial::new(
             DenyCode::BadRequest,
@@ -151,7 +158,7 @@ mod tests {
                 };
                 judge(Phase::Validate, &body, &ctx)
                     .map(|judged| {
-                        let response = &judged.response["response"];
+                        let response = &judged.response_json()["response"];
                         (response["allowed"] == true, response.to_string())
                     })
                     .map_err(|error| error.to_string())

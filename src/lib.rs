@@ -5,6 +5,7 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod crd;
+pub mod head;
 pub mod judge;
 pub mod kinds;
 pub mod metrics;

@@ -2,7 +2,6 @@
 
 pub mod authorize;
 mod duration;
-mod head;
 mod listen;
 mod review;
 

@@ -44,7 +44,7 @@ fn every_review_example_gets_the_outcome_its_name_promises() {
         };
         let body = std::fs::read(&path).expect("read review");
         let judged = judge(phase, &body, &ctx).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let response = &judged.response["response"];
+        let response = &judged.response_json()["response"];
         let allowed = response["allowed"].as_bool();
         match outcome {
             "deny" => {

@@ -175,6 +175,11 @@ fn decode_object<T: DeserializeOwned>(
     let Some(value) = value.filter(|v| !v.is_null()) else {
         return Ok(None);
     };
+    // Tracking the path costs a wrapper per value: decode without it, and again with it only
+    // to name the field that does not fit.
+    if let Ok(decoded) = T::deserialize(value) {
+        return Ok(Some(decoded));
+    }
     serde_path_to_error::deserialize(value)
         .map(Some)
         .map_err(|e| {

@@ -5,8 +5,8 @@
 use super::App;
 use super::authorize::{self, Authorizer};
 use super::duration;
-use super::head::Head;
-use crate::admission::{self, ReviewError};
+use crate::admission::{self, Nesting, ReviewError};
+use crate::head::Head;
 use crate::judge::{Judged, ProjectCheck};
 use crate::metrics::RequestLabels;
 use crate::policy::Phase;
@@ -97,24 +97,17 @@ async fn answer(
     };
     let deadline = started + budget;
     let phase = route.phase();
-    // Even reading the head of a large body is left to the blocking pool.
-    let head = (body.len() <= IN_PLACE_BODY_BYTES).then(|| Head::peek(&body));
-    let in_place = match head {
-        Some(head) if judged_in_place(&head, &body) => {
-            match judge_in_place(&app, phase, &body, &head) {
-                Some(answered) => Ok((answered, head)),
-                None => Err(Some(head)),
-            }
-        }
-        head => Err(head),
+    let answered = match judged_in_place(&body) {
+        true => judge_in_place(&app, phase, &body),
+        false => None,
     };
-    let ((response, verdict, project_check), head) = match in_place {
-        Ok(answered) => {
+    let (response, verdict, project_check) = match answered {
+        Some(answered) => {
             drop(permit);
             answered
         }
-        Err(head) => {
-            let task = judge_off_thread(phase, app.clone(), body.clone(), head, permit);
+        None => {
+            let task = judge_off_thread(phase, app.clone(), body.clone(), permit);
             match tokio::time::timeout_at(deadline, task).await {
                 Ok(Ok(answered)) => answered,
                 Ok(Err(_)) => return unjudged(route, &app, &body, Unjudged::Panicked, started),
@@ -124,7 +117,7 @@ async fn answer(
     };
     let (response, verdict) = match (route, project_check, &app.authorizer) {
         (Route::Validate | Route::Warn, Some(check), Some(authorizer)) => {
-            let span = head.span();
+            let span = check.head.span();
             let asked = authorize(authorizer.as_ref(), check, deadline, response, verdict);
             tracing::Instrument::instrument(asked, span).await
         }
@@ -134,28 +127,22 @@ async fn answer(
     response
 }
 
-/// Reviews at most this large, of a kind and operation read from their head, are judged where
-/// they arrive: their work is bounded by their size (tens of microseconds; a deeply nested one is
-/// judged on a stack of its own, as anywhere), less than a trip to the blocking pool and back
-/// costs in thread switches. A schema check that could be long is not done there ([`InPlace`]):
-/// that review, and everything else, is judged off the async workers, within the deadline.
+/// Reviews at most this large and nested no deeper than any thread's stack handles are judged
+/// where they arrive: their work is bounded by their size (tens of microseconds), less than a
+/// trip to the blocking pool and back costs in thread switches. A schema check that could be
+/// long is not done there ([`InPlace`]): that review, and everything else, is judged off the
+/// async workers, within the deadline.
 const IN_PLACE_BODY_BYTES: usize = 64 * 1024;
 
-fn judged_in_place(head: &Head, body: &[u8]) -> bool {
-    let operation_read = matches!(
-        head.operation.as_str(),
-        "CREATE" | "UPDATE" | "DELETE" | "CONNECT"
-    );
-    body.len() <= IN_PLACE_BODY_BYTES && operation_read && !head.kind.is_empty()
+fn judged_in_place(body: &[u8]) -> bool {
+    body.len() <= IN_PLACE_BODY_BYTES && matches!(admission::nesting_of(body), Ok(Nesting::Shallow))
 }
 
 /// Judges on this async worker; `None` when a schema check was left for the blocking pool.
-fn judge_in_place(app: &App, phase: Phase, body: &[u8], head: &Head) -> Option<Answered> {
+fn judge_in_place(app: &App, phase: Phase, body: &[u8]) -> Option<Answered> {
     let in_place = InPlace::default();
-    let span = head.span();
-    let _entered = span.enter();
     let judged = (app.judge)(phase, body, &app.context(Some(&in_place)));
-    (!in_place.deferred()).then(|| respond(head, judged))
+    (!in_place.deferred()).then(|| respond(body, judged))
 }
 
 type Verdict = RequestLabels;
@@ -186,7 +173,7 @@ async fn authorize(
             "bindguard could not check project access in time, so the write is refused".into()
         }
     };
-    let refused = Json(check.refusal(message)).into_response();
+    let refused = json_text(check.refusal(message));
     let verdict = RequestLabels {
         verdict: "denied".into(),
         rule: "project-access".into(),
@@ -201,39 +188,32 @@ fn judge_off_thread(
     phase: Phase,
     app: Arc<App>,
     body: Bytes,
-    head: Option<Head>,
     permit: OwnedSemaphorePermit,
-) -> tokio::task::JoinHandle<(Answered, Head)> {
+) -> tokio::task::JoinHandle<Answered> {
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let head = head.unwrap_or_else(|| Head::peek(&body));
-        (judge_with(&app, phase, &body, &head), head)
+        let judged = (app.judge)(phase, &body, &app.context(None));
+        respond(&body, judged)
     })
 }
 
 type Answered = (Response, Verdict, Option<ProjectCheck>);
 
-fn judge_with(app: &App, phase: Phase, body: &[u8], head: &Head) -> Answered {
-    let span = head.span();
-    let _entered = span.enter();
-    let judged = (app.judge)(phase, body, &app.context(None));
-    respond(head, judged)
-}
-
-fn respond(head: &Head, judged: Result<Judged, ReviewError>) -> Answered {
+fn respond(body: &[u8], judged: Result<Judged, ReviewError>) -> Answered {
     match judged {
         Ok(judged) => {
-            log_verdict(head, &judged);
+            log_verdict(&judged);
             let verdict = RequestLabels {
-                kind: judged.kind,
-                operation: judged.operation,
+                kind: judged.head.kind,
+                operation: judged.head.operation,
                 verdict: judged.verdict.into(),
                 rule: judged.rule,
             };
-            let response = Json(judged.response).into_response();
+            let response = json_text(judged.response);
             (response, verdict, judged.project_check)
         }
         Err(error) => {
+            let _entered = Head::peek(body).span().entered();
             tracing::info!("refused: not an AdmissionReview");
             tracing::debug!(%error, "why it is not an AdmissionReview");
             let response = error_response(StatusCode::BAD_REQUEST, &error.to_string());
@@ -244,18 +224,24 @@ fn respond(head: &Head, judged: Result<Judged, ReviewError>) -> Answered {
 
 /// Denials at info with who and which field, never the object or the message (either may
 /// quote values); everything else at debug.
-fn log_verdict(head: &Head, judged: &Judged) {
-    if judged.verdict != "denied" {
-        tracing::debug!(verdict = judged.verdict, "reviewed");
+fn log_verdict(judged: &Judged) {
+    let head = &judged.head;
+    let Some(denial) = &judged.denial else {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let _entered = head.span().entered();
+            tracing::debug!(verdict = judged.verdict, "reviewed");
+        }
         return;
-    }
-    let status = &judged.response["response"]["status"];
-    let field = status
-        .pointer("/details/causes/0/field")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let code = status["code"].as_u64().unwrap_or_default();
-    tracing::info!(user = %head.user, field, code, "denied");
+    };
+    let _entered = head.span().entered();
+    let field = denial.causes.first().map(|c| c.field.as_str());
+    let code = denial.code.http();
+    tracing::info!(user = %head.user, field = field.unwrap_or_default(), code, "denied");
+}
+
+/// A 200 answer whose body is JSON text already.
+fn json_text(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn unjudged(route: Route, app: &App, body: &[u8], why: Unjudged, started: Instant) -> Response {

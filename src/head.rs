@@ -1,7 +1,9 @@
-//! The few fields of a review that logs and refusals name, read from the body without building
-//! its objects: strings are kept; everything else (the objects, `userInfo.groups`, a value of
-//! the wrong type) is skipped where it stands.
+//! The few fields of a review that logs and refusals name: taken from the judged review, or,
+//! when it could not be judged, read from the body without building its objects (strings are
+//! kept; everything else, the objects, `userInfo.groups`, a value of the wrong type, is skipped
+//! where it stands).
 
+use crate::admission::AdmissionRequest;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
@@ -34,6 +36,20 @@ impl Head {
         }
     }
 
+    /// The head of a review already decoded.
+    pub fn of(request: &AdmissionRequest) -> Head {
+        Head {
+            uid: request.uid.clone(),
+            group: request.kind.group.clone(),
+            kind: request.kind.kind.clone(),
+            namespace: request.namespace().to_owned(),
+            name: request.object_name().to_owned(),
+            operation: request.operation.as_str().to_owned(),
+            user: request.user_info.username.clone(),
+        }
+    }
+
+    /// The span every log line about this review is written in.
     pub fn span(&self) -> tracing::Span {
         tracing::info_span!(
             "review",
