@@ -5,7 +5,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Context, Phase, References, Settings};
 use crate::schema::SchemaCache;
 use crate::server::{self, App, authorize};
-use crate::{check, crd, judge, reconcile, tls, webhook_config};
+use crate::{check, crd, judge, logs, reconcile, tls, webhook_config};
 use anyhow::{Context as _, bail};
 use base64::Engine;
 use clap::builder::TypedValueParser;
@@ -245,31 +245,38 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
 
 /// Logs at info (RUST_LOG overrides); rustls' own warnings about clients, such as an IP
 /// address sent as SNI, are noise for a webhook and stay at debug. Panics are logged too.
-fn init_logs(format: LogFormat) {
+/// Lines go to stderr through [`logs::Queue`]; dropping the returned writer writes out what is
+/// queued.
+fn init_logs(format: LogFormat, metrics: &Metrics) -> anyhow::Result<logs::Writer> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
+    let (queue, writer) = logs::Queue::start(std::io::stderr(), logs::QUEUE_BYTES)
+        .context("starting the log writer")?;
+    let counted = queue.clone();
+    metrics.count_dropped_log_lines(move || counted.dropped());
     std::panic::set_hook(Box::new(|panic| tracing::error!(%panic, "panicked")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(queue);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    Ok(writer)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logs(args.log_format);
+    let metrics = Arc::new(Metrics::default());
+    let _logs = init_logs(args.log_format, &metrics)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(crate::schema::JUDGE_THREAD_STACK)
         .build()?
-        .block_on(serve_async(args))
+        .block_on(serve_async(args, metrics))
 }
 
-async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::default());
+async fn serve_async(args: ServeArgs, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let (view, stores) = cluster_view(args.state.as_deref(), &metrics).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut reconciler = None;
@@ -441,12 +448,12 @@ fn crds() -> anyhow::Result<()> {
 }
 
 fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
-    init_logs(args.log_format);
+    let metrics = Arc::new(Metrics::default());
+    let _logs = init_logs(args.log_format, &metrics)?;
     tokio::runtime::Runtime::new()?.block_on(async {
         let client = kube::Client::try_default()
             .await
             .context("connecting to the cluster (kubeconfig or in-cluster)")?;
-        let metrics = Arc::new(Metrics::default());
         let admin = tokio::net::TcpListener::bind(args.admin_addr)
             .await
             .with_context(|| format!("binding {}", args.admin_addr))?;

@@ -8,6 +8,7 @@ pub mod crd;
 pub mod head;
 pub mod judge;
 pub mod kinds;
+pub mod logs;
 pub mod metrics;
 pub mod naming;
 pub mod policy;

@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -62,6 +63,8 @@ fn reconcile_histogram() -> Histogram {
     Histogram::new(RECONCILE_BUCKETS)
 }
 
+type DroppedLines = Box<dyn Fn() -> u64 + Send + Sync>;
+
 /// Everything bindguard counts, and the registry that renders it.
 pub struct Metrics {
     registry: Registry,
@@ -73,6 +76,9 @@ pub struct Metrics {
     reconcile_seconds: HistogramFamily<KindLabel>,
     cache_objects: Family<KindLabel, Gauge>,
     certificate_expiry: Gauge<f64, AtomicU64>,
+    log_lines_dropped: Counter,
+    /// Reads how many log lines the non-blocking log writer has dropped so far.
+    dropped_log_lines: Mutex<Option<DroppedLines>>,
 }
 
 impl Default for Metrics {
@@ -87,6 +93,8 @@ impl Default for Metrics {
             reconcile_seconds: Family::new_with_constructor(reconcile_histogram),
             cache_objects: Family::default(),
             certificate_expiry: Gauge::default(),
+            log_lines_dropped: Counter::default(),
+            dropped_log_lines: Mutex::new(None),
         };
         metrics.registered()
     }
@@ -135,7 +143,17 @@ impl Metrics {
             "When the serving certificate in use expires (Unix time; 0 until one is loaded)",
             self.certificate_expiry.clone(),
         );
+        r.register(
+            "bindguard_log_lines_dropped",
+            "Log lines dropped because stderr was not taking them fast enough",
+            self.log_lines_dropped.clone(),
+        );
         self
+    }
+
+    /// Where to read the log lines dropped so far ([`crate::logs::Queue::dropped`]).
+    pub fn count_dropped_log_lines(&self, dropped: impl Fn() -> u64 + Send + Sync + 'static) {
+        *self.dropped_lines() = Some(Box::new(dropped));
     }
 
     /// One admission request answered.
@@ -175,11 +193,22 @@ impl Metrics {
         self.certificate_expiry.set(unix_seconds as f64);
     }
 
+    fn dropped_lines(&self) -> std::sync::MutexGuard<'_, Option<DroppedLines>> {
+        self.dropped_log_lines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The exposition text; `cache_sizes` are the objects held per kind.
     pub fn render(&self, cache_sizes: &[(&str, usize)]) -> String {
         for (kind, n) in cache_sizes {
             let n = i64::try_from(*n).unwrap_or(i64::MAX);
             self.cache_objects.get_or_create(&kind_label(kind)).set(n);
+        }
+        if let Some(dropped) = self.dropped_lines().as_ref() {
+            let counted = self.log_lines_dropped.get();
+            self.log_lines_dropped
+                .inc_by(dropped().saturating_sub(counted));
         }
         let mut out = String::new();
         if let Err(error) = encode(&mut out, &self.registry) {
