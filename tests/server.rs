@@ -1,6 +1,11 @@
 //! The webhook over real HTTPS: the wire contract, bad input, bounded work, panics, certificate
-//! rotation and the admin routes; `server/shutdown.rs` drives the real binary through SIGTERM.
+//! rotation and the admin routes; `server/shutdown.rs` drives the real binary through SIGTERM and
+//! `server/logs.rs` with a log nobody reads.
 
+#[path = "server/logs.rs"]
+mod logs;
+#[path = "server/process.rs"]
+mod process;
 #[path = "server/shutdown.rs"]
 mod shutdown;
 #[path = "server/support.rs"]

@@ -2,14 +2,13 @@
 //! webhook keeps serving through the drain delay, requests in flight when it stops accepting
 //! finish, idle keep-alive connections are closed, and the process exits within the grace.
 
+use super::process::Served;
 use super::support::*;
 use axum::body::Bytes;
-use bindguard::tls;
 use http_body_util::BodyExt;
 use serde_json::Value;
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 8;
@@ -19,57 +18,15 @@ const GRACE: Duration = Duration::from_secs(20);
 /// API server does once the endpoints drop the pod.
 const SEND_UNTIL: Duration = Duration::from_secs(2);
 
-struct Served {
-    child: Child,
-    webhook: SocketAddr,
-    admin: SocketAddr,
-    ca: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `bindguard serve` on free ports and reads them from its "serving" log line.
+/// Starts `bindguard serve` with the drain delay and grace under test; its log is echoed.
 fn spawn_bindguard() -> Served {
-    let dir = temp_dir("sigterm");
-    let bundle = tls::generate(&["127.0.0.1".into(), "localhost".into()]).unwrap();
-    tls::write_bundle(&dir, &bundle).unwrap();
-    let state = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cluster");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bindguard"))
-        .args(["serve", "--state", state, "--log-format=json"])
-        .args(["--addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0"])
-        .arg(format!("--tls-cert={}", dir.join("tls.crt").display()))
-        .arg(format!("--tls-key={}", dir.join("tls.key").display()))
-        .arg(format!("--drain-delay={}s", DRAIN.as_secs()))
-        .arg(format!("--shutdown-grace={}s", GRACE.as_secs()))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bindguard starts");
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            eprintln!("bindguard: {line}");
-            let log: Value = serde_json::from_str(&line).unwrap_or_default();
-            if log["fields"]["message"] == "serving" {
-                let addr = |k: &str| log["fields"][k].as_str().unwrap().parse().unwrap();
-                let _ = tx.send((addr("webhook"), addr("admin")));
-            }
-        }
-    });
-    let (webhook, admin) = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("a serving log line");
-    Served {
-        child,
-        webhook,
-        admin,
-        ca: bundle.ca_pem,
-    }
+    let flags = [
+        format!("--drain-delay={}s", DRAIN.as_secs()),
+        format!("--shutdown-grace={}s", GRACE.as_secs()),
+    ];
+    let mut served = Served::spawn("sigterm", &flags);
+    served.echo_log();
+    served
 }
 
 /// Sends reviews on a keep-alive connection until `until`; returns (answered, failures) and

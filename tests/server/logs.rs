@@ -1,0 +1,42 @@
+//! A log nobody reads never holds up a review: a container runtime that stops draining the
+//! pipe would otherwise block the webhook (and, under `failurePolicy: Fail`, every write).
+
+use super::process::Served;
+use super::support::*;
+use serde_json::Value;
+use std::io::BufRead;
+use std::time::Duration;
+
+/// Each is an info line of about 300 bytes: far more than a pipe holds (64 KiB on Linux).
+const DENIALS: usize = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_are_answered_while_nobody_reads_the_log_and_no_line_is_lost() {
+    let mut served = Served::spawn("unread-log", &[]);
+    let client = client(&client_config(&[&served.ca]), Version::Http1);
+    let port = served.webhook.port();
+    let denial = review("unread", "CREATE", binding("not-doclet"), Value::Null);
+    let body = serde_json::to_vec(&denial).unwrap();
+    let answering = async {
+        for n in 0..DENIALS {
+            let (status, answer) = post(&client, port, "/validate", JSON, full(body.clone())).await;
+            assert_eq!(status, 200, "review {n}: {answer}");
+            assert_eq!(answer["response"]["allowed"], false, "review {n}: {answer}");
+        }
+    };
+    within(Duration::from_secs(60), "every denial answered", answering).await;
+    let log = served.log.take().expect("the unread log");
+    let reading = tokio::task::spawn_blocking(move || {
+        log.lines()
+            .map_while(Result::ok)
+            .filter(|line| line.contains(r#""message":"denied""#))
+            .take(DENIALS)
+            .count()
+    });
+    let logged = within(Duration::from_secs(60), "the denial lines", reading).await;
+    assert_eq!(
+        logged.unwrap(),
+        DENIALS,
+        "every denial's line is written once read"
+    );
+}
