@@ -245,9 +245,9 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
 
 /// Logs at info (RUST_LOG overrides); rustls' own warnings about clients, such as an IP
 /// address sent as SNI, are noise for a webhook and stay at debug. Panics are logged too.
-/// Lines go to stderr through [`logs::Queue`]; dropping the returned writer writes out what is
+/// Lines go to stderr through [`logs::Queue`]; dropping the returned guard writes out what is
 /// queued.
-fn init_logs(format: LogFormat, metrics: &Metrics) -> anyhow::Result<logs::Writer> {
+fn init_logs(format: LogFormat, metrics: &Metrics) -> anyhow::Result<LogsWritten> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
     let (queue, writer) = logs::Queue::start(std::io::stderr(), logs::QUEUE_BYTES)
@@ -263,7 +263,18 @@ fn init_logs(format: LogFormat, metrics: &Metrics) -> anyhow::Result<logs::Write
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    Ok(writer)
+    Ok(LogsWritten(Some(writer)))
+}
+
+/// Writes out the queued log lines when dropped; a panic after that is printed by Rust's own
+/// hook, since the queue takes no more lines.
+struct LogsWritten(Option<logs::Writer>);
+
+impl Drop for LogsWritten {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        drop(std::panic::take_hook());
+    }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

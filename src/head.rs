@@ -7,7 +7,7 @@ use crate::admission::AdmissionRequest;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Head {
     pub uid: String,
     pub group: String,

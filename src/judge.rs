@@ -93,7 +93,7 @@ fn judge_here(
         .map(|pending| ProjectCheck {
             pending,
             operation: request.operation,
-            head: Head::of(&request),
+            head: head.clone(),
         });
     Ok(Judged {
         response,

@@ -1,7 +1,7 @@
 //! Where log lines go: a queue that a thread of its own writes out in batches, so that a review
 //! never waits for whoever reads stderr (a pipe nobody drains blocks its writer) and a burst of
 //! lines costs one write, not one each. While the reader is behind, lines that do not fit in the
-//! queue are dropped and counted (`bindguard_log_lines_dropped`).
+//! queue are dropped and counted (`bindguard_log_lines_dropped_total`).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,8 +119,10 @@ fn write_out(shared: &Shared, mut out: impl Write) {
         }
         std::mem::swap(&mut state.lines, &mut batch);
         drop(state);
-        // Nowhere to report a failing stderr; the lines are lost either way.
-        let _ = out.write_all(&batch).and_then(|()| out.flush());
+        if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
+            let lost = batch.iter().filter(|&&byte| byte == b'\n').count();
+            shared.dropped.fetch_add(lost as u64, Ordering::Relaxed);
+        }
         batch.clear();
     }
 }
@@ -217,6 +219,46 @@ mod tests {
         let written = String::from_utf8(written.lock().unwrap().clone()).unwrap();
         let expected: String = (0..12).map(|n| format!("line {n:02}\n")).collect();
         assert_eq!(written, format!("first\n{expected}"));
+    }
+
+    #[test]
+    fn stopping_gives_up_on_an_output_that_never_takes_the_lines() {
+        let (entered, stuck_in_write) = mpsc::channel();
+        let (_never, released) = mpsc::channel();
+        let out = Stuck {
+            entered,
+            go: released,
+            written: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (queue, writer) = Queue::start(out, QUEUE_BYTES).expect("thread");
+        queue.push(b"stuck\n");
+        stuck_in_write.recv().expect("the output is being written");
+        let (done, stopped) = mpsc::channel();
+        thread::spawn(move || {
+            drop(writer);
+            let _ = done.send(());
+        });
+        stopped
+            .recv_timeout(FINISH_LIMIT * 10)
+            .expect("stopping returns though the output is stuck");
+    }
+
+    #[test]
+    fn lines_the_output_refuses_are_counted_as_dropped() {
+        struct Refusing;
+        impl Write for Refusing {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (queue, writer) = Queue::start(Refusing, QUEUE_BYTES).expect("thread");
+        queue.push(b"one\n");
+        queue.push(b"two\n");
+        drop(writer);
+        assert_eq!(queue.dropped(), 2);
     }
 
     #[test]

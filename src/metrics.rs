@@ -265,3 +265,27 @@ mod tests {
         }
     }
 }
+
+#[test]
+fn dropped_log_lines_are_counted_from_the_queue() {
+    let metrics = Metrics::default();
+    let text = metrics.render(&[]);
+    assert!(
+        text.contains("bindguard_log_lines_dropped_total 0\n"),
+        "{text}"
+    );
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
+    let read = dropped.clone();
+    metrics.count_dropped_log_lines(move || read.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(
+        metrics
+            .render(&[])
+            .contains("bindguard_log_lines_dropped_total 3\n")
+    );
+    dropped.store(5, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        metrics
+            .render(&[])
+            .contains("bindguard_log_lines_dropped_total 5\n")
+    );
+}

@@ -3,7 +3,7 @@
 
 use super::process::Served;
 use super::support::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::BufRead;
 use std::time::Duration;
 
@@ -29,14 +29,45 @@ async fn reviews_are_answered_while_nobody_reads_the_log_and_no_line_is_lost() {
     let reading = tokio::task::spawn_blocking(move || {
         log.lines()
             .map_while(Result::ok)
-            .filter(|line| line.contains(r#""message":"denied""#))
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+            .filter(|line| line["fields"]["message"] == "denied")
             .take(DENIALS)
-            .count()
+            .collect::<Vec<_>>()
     });
     let logged = within(Duration::from_secs(60), "the denial lines", reading).await;
+    let logged = logged.unwrap();
     assert_eq!(
-        logged.unwrap(),
+        logged.len(),
         DENIALS,
         "every denial's line is written once read"
     );
+    // The line names the review (its span, made from the judged review) and the refusal.
+    let line = &logged[0];
+    let span = &line["span"];
+    let read = |value: &Value, key: &str| value[key].as_str().unwrap_or_default().to_owned();
+    let named = [
+        "name",
+        "uid",
+        "kind",
+        "namespace",
+        "object_name",
+        "operation",
+    ]
+    .map(|k| read(span, k));
+    let review = [
+        "review",
+        "unread",
+        "ResourceReleaseBinding",
+        "default",
+        "doclet-postgres-development",
+        "CREATE",
+    ];
+    assert_eq!(named, review, "{line}");
+    let fields = &line["fields"];
+    assert_eq!(
+        (read(fields, "user"), &fields["code"]),
+        ("alice".into(), &json!(403)),
+        "{line}"
+    );
+    assert!(read(fields, "field").starts_with("spec."), "{line}");
 }
