@@ -15,6 +15,8 @@ pub const QUEUE_BYTES: usize = 4 << 20;
 const BATCH_WINDOW: Duration = Duration::from_millis(5);
 /// How long stopping waits for the queue to be written out.
 const FINISH_LIMIT: Duration = Duration::from_secs(2);
+/// Capacity a written batch keeps for the next one; a burst's larger buffer is given back.
+const BATCH_KEPT: usize = 64 << 10;
 
 /// The writing end, given to the log subscriber: appending a line never blocks on the output.
 #[derive(Clone)]
@@ -124,6 +126,7 @@ fn write_out(shared: &Shared, mut out: impl Write) {
             shared.dropped.fetch_add(lost as u64, Ordering::Relaxed);
         }
         batch.clear();
+        batch.shrink_to(BATCH_KEPT);
     }
 }
 
