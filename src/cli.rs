@@ -145,6 +145,11 @@ pub struct ServeArgs {
     /// Reviews judged at once; one more is refused at once (429) instead of waiting.
     #[arg(long, env = "BINDGUARD_MAX_CONCURRENT_REVIEWS", default_value_t = server::DEFAULT_MAX_REVIEWS, value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
     pub max_concurrent_reviews: usize,
+    /// MiB of review bodies held at once, being read or judged; a body waits for room before it
+    /// is read and is refused (HTTP 429) if none frees up in time. At least 8 (one body of the
+    /// largest size accepted).
+    #[arg(long, env = "BINDGUARD_MAX_REVIEW_MIB", default_value_t = server::DEFAULT_MAX_REVIEW_MIB, value_parser = clap::value_parser!(u32).range(8..=4096))]
+    pub max_review_mib: u32,
     /// After SIGTERM, keep serving (with /readyz at 503) this long so endpoints drop the pod.
     #[arg(long, env = "BINDGUARD_DRAIN_DELAY", default_value = "5s", value_parser = server::parse_duration)]
     pub drain_delay: Duration,
@@ -283,6 +288,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(crate::schema::JUDGE_THREAD_STACK)
+        // Judging holds a review slot; the rest (certificate reads, DNS) is brief.
+        .max_blocking_threads(args.max_concurrent_reviews + 16)
         .build()?
         .block_on(serve_async(args, metrics))
 }
@@ -315,7 +322,8 @@ async fn serve_async(args: ServeArgs, metrics: Arc<Metrics>) -> anyhow::Result<(
     }
     let mut settings = args.policy.settings();
     settings.authorize_projects = args.authorize_projects;
-    let mut app = App::new(view, stores, settings, metrics, args.max_concurrent_reviews);
+    let mut app = App::new(view, stores, settings, metrics, args.max_concurrent_reviews)
+        .with_body_budget(args.max_review_mib);
     if args.authorize_projects {
         let client = kube::Client::try_default()
             .await

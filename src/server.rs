@@ -28,6 +28,9 @@ use tokio::sync::Semaphore;
 
 /// Reviews judged at once unless `--max-concurrent-reviews` says otherwise.
 pub const DEFAULT_MAX_REVIEWS: usize = 32;
+/// MiB of review bodies held at once (being read or judged) unless `--max-review-mib` says
+/// otherwise: with the decoded copies, well inside the Deployment's 256 MiB.
+pub const DEFAULT_MAX_REVIEW_MIB: u32 = 16;
 
 /// Turns a request body into a judged review; [`crate::judge::judge`] in production.
 pub type JudgeFn = fn(Phase, &[u8], &Context) -> Result<Judged, ReviewError>;
@@ -46,6 +49,8 @@ pub struct App {
     /// Permits for reviews being judged; when none is left a review is refused at once.
     pub reviews: Arc<Semaphore>,
     pub max_reviews: usize,
+    /// KiB of request bodies held at once; a body waits for its share before it is read.
+    pub body_kib: Arc<Semaphore>,
     /// Asks whether a requester may act on a project (`--authorize-projects`).
     pub authorizer: Option<Arc<dyn authorize::Authorizer>>,
 }
@@ -70,8 +75,15 @@ impl App {
             judge: crate::judge::judge,
             reviews: Arc::new(Semaphore::new(max_reviews)),
             max_reviews,
+            body_kib: Arc::new(Semaphore::new(DEFAULT_MAX_REVIEW_MIB as usize * 1024)),
             authorizer: None,
         }
+    }
+
+    /// Holds at most `mib` MiB of request bodies at once.
+    pub fn with_body_budget(mut self, mib: u32) -> App {
+        self.body_kib = Arc::new(Semaphore::new(mib as usize * 1024));
+        self
     }
 
     fn context<'a>(&'a self, in_place: Option<&'a InPlace>) -> Context<'a> {

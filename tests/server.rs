@@ -284,6 +284,32 @@ fn holding_judge(
     judge::judge(phase, body, ctx)
 }
 
+/// Bodies are held within `--max-review-mib`: one that does not fit waits for room before it is
+/// read, and is refused with HTTP 429 when none frees up by its deadline.
+#[tokio::test]
+async fn a_body_without_room_in_the_body_budget_is_refused_429_unread() {
+    let h = start().await;
+    let all_but_one_mib = (bindguard::server::DEFAULT_MAX_REVIEW_MIB - 1) * 1024;
+    let held = h.app.body_kib.clone().acquire_many_owned(all_but_one_mib);
+    let held = held.await.unwrap();
+    let small = review("small", "CREATE", binding("doclet"), Value::Null);
+    let answer = h.review("/validate", &small).await;
+    assert_eq!(
+        answer["allowed"], true,
+        "a usual review still fits: {answer}"
+    );
+    let mut big = review("big", "CREATE", binding("doclet"), Value::Null);
+    big["request"]["object"]["metadata"]["annotations"] = json!({"pad": "x".repeat(2 << 20)});
+    let body = serde_json::to_vec(&big).unwrap();
+    let (status, answer) = h.post("/validate?timeout=1s", JSON, body.clone()).await;
+    assert_eq!(status, 429, "2 MiB do not fit in the 1 MiB left: {answer}");
+    h.assert_healthy().await;
+    drop(held);
+    let (status, answer) = h.post("/validate?timeout=1s", JSON, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["response"]["uid"], "big");
+}
+
 #[tokio::test]
 async fn when_every_review_slot_is_taken_the_next_is_refused_429_at_once_and_healthz_answers() {
     let h = start_with(1, holding_judge).await;

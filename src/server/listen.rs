@@ -27,6 +27,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const PING_INTERVAL: Duration = Duration::from_secs(20);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+/// HTTP/2 flow control: a stream whose body waits for room in the body budget holds at most its
+/// window of data, and all of them together never fill the connection's window, so the bodies
+/// being read always get theirs.
+const STREAM_WINDOW: u32 = 64 << 10;
+const CONNECTION_WINDOW: u32 = MAX_STREAMS_PER_CONNECTION * STREAM_WINDOW + (1 << 20);
 
 /// Serves `router` over TLS until `stop` turns true, then drains (see [`drain`]).
 pub async fn serve_tls(
@@ -153,7 +158,9 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .keep_alive_interval(PING_INTERVAL)
         .keep_alive_timeout(PING_TIMEOUT)
-        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW);
     builder
 }
 

@@ -73,9 +73,10 @@ pub async fn handle(
         return malformed(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, message, started);
     }
     let until = started + budget.min(BODY_TIMEOUT);
-    let body = match read_body(&headers, &mut request, until).await {
-        Ok(body) => body,
-        Err((code, message)) => return malformed(&app, code, &message, started),
+    let (body, _held) = match read_body(&app, &headers, &mut request, until).await {
+        Ok(read) => read,
+        Err(Unread::Malformed(code, message)) => return malformed(&app, code, &message, started),
+        Err(Unread::NoRoom) => return no_room(&app, started),
     };
     let answer = answer(route, app.clone(), body.clone(), started, budget);
     match AssertUnwindSafe(answer).catch_unwind().await {
@@ -328,15 +329,29 @@ fn error_response(code: StatusCode, message: &str) -> Response {
     (code, Json(admission::error_body(message))).into_response()
 }
 
-/// Reads the whole body, refusing one over [`BODY_LIMIT`] (413) or not received by `until` (408).
+/// Why a body was not read.
+enum Unread {
+    Malformed(StatusCode, String),
+    /// The bodies held already leave no room for this one by the deadline.
+    NoRoom,
+}
+
+/// Reads the whole body, refusing one over [`BODY_LIMIT`] (413) or not received by `until`
+/// (408). Its size is taken from the app's body budget before it is read (its declared length
+/// first, then as it arrives), waiting until `until` for room; the returned permit holds it.
 async fn read_body(
+    app: &App,
     headers: &HeaderMap,
     body: &mut Body,
     until: Instant,
-) -> Result<Bytes, (StatusCode, String)> {
+) -> Result<(Bytes, OwnedSemaphorePermit), Unread> {
     let too_large = || {
         let message = format!("request body is larger than {BODY_LIMIT} bytes");
-        (StatusCode::PAYLOAD_TOO_LARGE, message)
+        Unread::Malformed(StatusCode::PAYLOAD_TOO_LARGE, message)
+    };
+    let not_in_time = || {
+        let message = format!("request body not received within {BODY_TIMEOUT:?}");
+        Unread::Malformed(StatusCode::REQUEST_TIMEOUT, message)
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -345,19 +360,54 @@ async fn read_body(
     if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
         return Err(too_large());
     }
-    let collect = Limited::new(body, BODY_LIMIT).collect();
-    match tokio::time::timeout_at(until, collect).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
-        Ok(Err(error)) => Err((
-            StatusCode::BAD_REQUEST,
-            format!("reading the body: {error}"),
-        )),
-        Err(_) => Err((
-            StatusCode::REQUEST_TIMEOUT,
-            format!("request body not received within {BODY_TIMEOUT:?}"),
-        )),
+    let mut held = room(app, declared.unwrap_or(0) as usize, until).await?;
+    let mut read = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut limited = Limited::new(body, BODY_LIMIT);
+    loop {
+        let frame = match tokio::time::timeout_at(until, limited.frame()).await {
+            Err(_) => return Err(not_in_time()),
+            Ok(None) => return Ok((Bytes::from(read), held)),
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(error))) if error.is::<LengthLimitError>() => return Err(too_large()),
+            Ok(Some(Err(error))) => {
+                let message = format!("reading the body: {error}");
+                return Err(Unread::Malformed(StatusCode::BAD_REQUEST, message));
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let needed = kib(read.len() + data.len());
+        if needed > held.num_permits() {
+            held.merge(room(app, (needed - held.num_permits()) * 1024, until).await?);
+        }
+        read.extend_from_slice(&data);
     }
+}
+
+/// KiB, rounded up, and at least one.
+fn kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024).max(1)
+}
+
+/// Takes `bytes` from the body budget, waiting until `until` for room.
+async fn room(app: &App, bytes: usize, until: Instant) -> Result<OwnedSemaphorePermit, Unread> {
+    let wanted = u32::try_from(kib(bytes)).unwrap_or(u32::MAX);
+    let taken = app.body_kib.clone().acquire_many_owned(wanted);
+    match tokio::time::timeout_at(until, taken).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) | Err(_) => Err(Unread::NoRoom),
+    }
+}
+
+/// HTTP 429 for a body there was no room to read: without its uid no review can be answered,
+/// so the API server applies the webhook's failure policy.
+fn no_room(app: &App, started: Instant) -> Response {
+    tracing::warn!("refused: the review bodies held already leave no room for this one");
+    let labels = RequestLabels::unjudged("", "", "busy");
+    app.metrics.request(&labels, started.elapsed());
+    let message = "bindguard is holding as many review bodies as it may; retry shortly";
+    error_response(StatusCode::TOO_MANY_REQUESTS, message)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
