@@ -476,7 +476,7 @@ struct StatusOut<'a> {
     status: &'static str,
     code: u16,
     reason: &'static str,
-    message: &'a str,
+    message: Cow<'a, str>,
     details: DetailsOut<'a>,
 }
 
@@ -494,20 +494,37 @@ struct DetailsOut<'a> {
 #[derive(Serialize)]
 struct CauseOut<'a> {
     reason: &'static str,
-    message: &'a str,
-    field: &'a str,
+    message: Cow<'a, str>,
+    field: Cow<'a, str>,
+}
+
+/// The most of a refusal's message (or field path) the answer carries: rules quote the
+/// object's values, and a value may be megabytes long.
+pub const MESSAGE_BYTES: usize = 4096;
+
+/// `text`, cut to [`MESSAGE_BYTES`] at a character boundary, saying how much was cut.
+pub fn capped(text: &str) -> Cow<'_, str> {
+    if text.len() <= MESSAGE_BYTES {
+        return Cow::Borrowed(text);
+    }
+    let mut end = MESSAGE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    Cow::Owned(format!("{}… ({cut} more bytes not shown)", &text[..end]))
 }
 
 impl<'a> StatusOut<'a> {
     fn of(denial: &'a Denial, subject: &Subject<'a>) -> Self {
         let causes = denial.causes.iter().map(|c| CauseOut {
             reason: denial.code.cause_type(),
-            message: &c.message,
-            field: &c.field,
+            message: capped(&c.message),
+            field: capped(&c.field),
         });
         let message = match denial.message.trim() {
-            "" => "refused by bindguard",
-            _ => &denial.message,
+            "" => Cow::Borrowed("refused by bindguard"),
+            _ => capped(&denial.message),
         };
         StatusOut {
             metadata: Empty {},
@@ -681,6 +698,33 @@ mod tests {
         );
         assert!(response.get("patch").is_none());
         assert!(response.get("warnings").is_none());
+    }
+
+    #[test]
+    fn long_messages_and_fields_are_cut() {
+        let value = "é".repeat(1 << 20);
+        let verdict = Decision {
+            denial: Some(Denial::forbidden(
+                &format!("spec.{value}"),
+                format!("projectName is {value:?}"),
+            )),
+            ..Decision::default()
+        };
+        let encoded = encode_response("u", None, &Subject::default(), &verdict);
+        assert!(encoded.len() < 4 * MESSAGE_BYTES, "{} bytes", encoded.len());
+        let out: Value = serde_json::from_slice(&encoded).unwrap();
+        let status = &out["response"]["status"];
+        let message = status["message"].as_str().unwrap();
+        assert!(message.starts_with("projectName is \"éé"), "{message:.40}");
+        assert!(message.ends_with("more bytes not shown)"), "{message:.40}");
+        let field = status["details"]["causes"][0]["field"].as_str().unwrap();
+        assert!(field.len() <= MESSAGE_BYTES + 40, "{}", field.len());
+        let short = Decision {
+            denial: Some(Denial::forbidden("spec.x", "short")),
+            ..Decision::default()
+        };
+        let out = response_of("u", None, &Subject::default(), &short);
+        assert_eq!(out["response"]["status"]["message"], "short");
     }
 
     #[test]

@@ -235,9 +235,9 @@ fn log_verdict(judged: &Judged) {
         return;
     };
     let _entered = head.span().entered();
-    let field = denial.causes.first().map(|c| c.field.as_str());
+    let field = denial.causes.first().map(|c| admission::capped(&c.field));
     let code = denial.code.http();
-    tracing::info!(user = %head.user, field = field.unwrap_or_default(), code, "denied");
+    tracing::info!(user = %head.user, field = field.as_deref().unwrap_or_default(), code, "denied");
 }
 
 /// A 200 answer whose body is JSON text already.
