@@ -284,6 +284,36 @@ fn holding_judge(
     judge::judge(phase, body, ctx)
 }
 
+/// A client that goes away in the middle of its body is counted as `aborted`, not as a
+/// malformed call: alerts on malformed calls must not fire when the API server gives up.
+#[tokio::test]
+async fn a_body_cut_off_by_its_client_counts_as_aborted_not_malformed() {
+    let h = start().await;
+    let mut stream = h.tls_stream(b"http/1.1").await;
+    let head = "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"apiVersion\":";
+    tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::shutdown(&mut stream)
+        .await
+        .unwrap();
+    drop(stream);
+    let counted = |metrics: &str, verdict: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("bindguard_admission_requests_total{")
+                && l.contains(&format!("verdict=\"{verdict}\""))
+        })
+    };
+    wait_until(
+        "the aborted call counted",
+        Duration::from_secs(10),
+        || async { counted(&h.admin_get("/metrics").await.1, "aborted") },
+    )
+    .await;
+    let metrics = h.admin_get("/metrics").await.1;
+    assert!(!counted(&metrics, "malformed"), "{metrics}");
+}
+
 /// Bodies are held within `--max-review-mib`: one that does not fit waits for room before it is
 /// read, and is refused with HTTP 429 when none frees up by its deadline.
 #[tokio::test]

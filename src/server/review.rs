@@ -77,6 +77,7 @@ pub async fn handle(
         Ok(read) => read,
         Err(Unread::Malformed(code, message)) => return malformed(&app, code, &message, started),
         Err(Unread::NoRoom) => return no_room(&app, started),
+        Err(Unread::Broken(error)) => return broken(&app, &error, started),
     };
     let answer = answer(route, app.clone(), body.clone(), started, budget);
     match AssertUnwindSafe(answer).catch_unwind().await {
@@ -215,7 +216,7 @@ fn respond(body: &[u8], judged: Result<Judged, ReviewError>) -> Answered {
         }
         Err(error) => {
             let _entered = Head::peek(body).span().entered();
-            tracing::info!("refused: not an AdmissionReview");
+            tracing::info!(code = 400, "refused: not an AdmissionReview");
             tracing::debug!(%error, "why it is not an AdmissionReview");
             let response = error_response(StatusCode::BAD_REQUEST, &error.to_string());
             (response, RequestLabels::unjudged("", "", "malformed"), None)
@@ -334,6 +335,8 @@ enum Unread {
     Malformed(StatusCode, String),
     /// The bodies held already leave no room for this one by the deadline.
     NoRoom,
+    /// The body stopped arriving: the client went away, or broke the HTTP framing.
+    Broken(String),
 }
 
 /// Reads the whole body, refusing one over [`BODY_LIMIT`] (413) or not received by `until`
@@ -369,10 +372,7 @@ async fn read_body(
             Ok(None) => return Ok((Bytes::from(read), held)),
             Ok(Some(Ok(frame))) => frame,
             Ok(Some(Err(error))) if error.is::<LengthLimitError>() => return Err(too_large()),
-            Ok(Some(Err(error))) => {
-                let message = format!("reading the body: {error}");
-                return Err(Unread::Malformed(StatusCode::BAD_REQUEST, message));
-            }
+            Ok(Some(Err(error))) => return Err(Unread::Broken(error.to_string())),
         };
         let Ok(data) = frame.into_data() else {
             continue;
@@ -398,6 +398,17 @@ async fn room(app: &App, bytes: usize, until: Instant) -> Result<OwnedSemaphoreP
         Ok(Ok(permit)) => Ok(permit),
         Ok(Err(_)) | Err(_) => Err(Unread::NoRoom),
     }
+}
+
+/// HTTP 400 for a body that stopped arriving, most likely to nobody: not a malformed review.
+fn broken(app: &App, error: &str, started: Instant) -> Response {
+    tracing::debug!(%error, "the request body could not be read to its end");
+    let labels = RequestLabels::unjudged("", "", "aborted");
+    app.metrics.request(&labels, started.elapsed());
+    error_response(
+        StatusCode::BAD_REQUEST,
+        &format!("reading the body: {error}"),
+    )
 }
 
 /// HTTP 429 for a body there was no room to read: without its uid no review can be answered,
