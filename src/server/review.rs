@@ -75,9 +75,7 @@ pub async fn handle(
     let until = started + budget.min(BODY_TIMEOUT);
     let (body, _held) = match read_body(&app, &headers, &mut request, until).await {
         Ok(read) => read,
-        Err(Unread::Malformed(code, message)) => return malformed(&app, code, &message, started),
-        Err(Unread::NoRoom) => return no_room(&app, started),
-        Err(Unread::Broken(error)) => return broken(&app, &error, started),
+        Err(unread) => return not_read(&app, unread, started),
     };
     let answer = answer(route, app.clone(), body.clone(), started, budget);
     match AssertUnwindSafe(answer).catch_unwind().await {
@@ -363,7 +361,7 @@ async fn read_body(
     if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
         return Err(too_large());
     }
-    let mut held = room(app, declared.unwrap_or(0) as usize, until).await?;
+    let mut held = room(app, kib(declared.unwrap_or(0) as usize), until).await?;
     let mut read = Vec::with_capacity(declared.unwrap_or(0) as usize);
     let mut limited = Limited::new(body, BODY_LIMIT);
     loop {
@@ -379,7 +377,7 @@ async fn read_body(
         };
         let needed = kib(read.len() + data.len());
         if needed > held.num_permits() {
-            held.merge(room(app, (needed - held.num_permits()) * 1024, until).await?);
+            held.merge(room(app, needed - held.num_permits(), until).await?);
         }
         read.extend_from_slice(&data);
     }
@@ -390,9 +388,9 @@ fn kib(bytes: usize) -> usize {
     bytes.div_ceil(1024).max(1)
 }
 
-/// Takes `bytes` from the body budget, waiting until `until` for room.
-async fn room(app: &App, bytes: usize, until: Instant) -> Result<OwnedSemaphorePermit, Unread> {
-    let wanted = u32::try_from(kib(bytes)).unwrap_or(u32::MAX);
+/// Takes `kib` KiB from the body budget, waiting until `until` for room.
+async fn room(app: &App, kib: usize, until: Instant) -> Result<OwnedSemaphorePermit, Unread> {
+    let wanted = u32::try_from(kib).unwrap_or(u32::MAX);
     let taken = app.body_kib.clone().acquire_many_owned(wanted);
     match tokio::time::timeout_at(until, taken).await {
         Ok(Ok(permit)) => Ok(permit),
@@ -400,25 +398,26 @@ async fn room(app: &App, bytes: usize, until: Instant) -> Result<OwnedSemaphoreP
     }
 }
 
-/// HTTP 400 for a body that stopped arriving, most likely to nobody: not a malformed review.
-fn broken(app: &App, error: &str, started: Instant) -> Response {
-    tracing::debug!(%error, "the request body could not be read to its end");
-    let labels = RequestLabels::unjudged("", "", "aborted");
+/// The answer to a body that was not read, counted and logged by why.
+fn not_read(app: &App, unread: Unread, started: Instant) -> Response {
+    let (code, label, message) = match unread {
+        Unread::Malformed(code, message) => return malformed(app, code, &message, started),
+        // Most likely to nobody: the client is gone. Not a malformed review.
+        Unread::Broken(error) => {
+            tracing::debug!(%error, "the request body could not be read to its end");
+            let message = format!("reading the body: {error}");
+            (StatusCode::BAD_REQUEST, "aborted", message)
+        }
+        // Without its uid no review can be answered: the API server applies the failure policy.
+        Unread::NoRoom => {
+            tracing::warn!("refused: the review bodies held already leave no room for this one");
+            let message = "bindguard is holding as many review bodies as it may; retry shortly";
+            (StatusCode::TOO_MANY_REQUESTS, "busy", message.to_owned())
+        }
+    };
+    let labels = RequestLabels::unjudged("", "", label);
     app.metrics.request(&labels, started.elapsed());
-    error_response(
-        StatusCode::BAD_REQUEST,
-        &format!("reading the body: {error}"),
-    )
-}
-
-/// HTTP 429 for a body there was no room to read: without its uid no review can be answered,
-/// so the API server applies the webhook's failure policy.
-fn no_room(app: &App, started: Instant) -> Response {
-    tracing::warn!("refused: the review bodies held already leave no room for this one");
-    let labels = RequestLabels::unjudged("", "", "busy");
-    app.metrics.request(&labels, started.elapsed());
-    let message = "bindguard is holding as many review bodies as it may; retry shortly";
-    error_response(StatusCode::TOO_MANY_REQUESTS, message)
+    error_response(code, &message)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
