@@ -193,7 +193,7 @@ fn decode_envelope(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
             kind,
             request: Some(request),
         }) if api_version == API_VERSION && kind == KIND => {
-            check_objects(&request)?;
+            check_request(&request)?;
             Ok(request)
         }
         _ => decode_explained(body),
@@ -202,7 +202,14 @@ fn decode_envelope(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
 
 /// Decodes in two steps, envelope then request, so that a failure names its field.
 fn decode_explained(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
-    let envelope: ReviewEnvelope = from_slice_unbounded(body)?;
+    let envelope: ReviewEnvelope = from_slice_unbounded(body).map_err(|error| {
+        match (error.classify(), json_type_of(body)) {
+            (serde_json::error::Category::Data, Some(other)) if other != "object" => {
+                ReviewError::NotAReview(format!("the body is a JSON {other}, not an object"))
+            }
+            _ => ReviewError::NotJson(error.to_string()),
+        }
+    })?;
     if envelope.api_version != API_VERSION || envelope.kind != KIND {
         return Err(ReviewError::NotAReview(format!(
             "apiVersion {:?}, kind {:?}",
@@ -214,13 +221,31 @@ fn decode_explained(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
         .ok_or_else(|| ReviewError::NotAReview("request is missing".into()))?;
     let request: AdmissionRequest = serde_path_to_error::deserialize(request)
         .map_err(|e| ReviewError::NotAReview(format!("request.{}: {}", e.path(), e.inner())))?;
-    check_objects(&request)?;
+    check_request(&request)?;
     Ok(request)
 }
 
-/// The API server always sends `object` on CREATE and UPDATE and `oldObject` on UPDATE and
-/// DELETE; a review without them is not one it sent.
-fn check_objects(request: &AdmissionRequest) -> Result<(), ReviewError> {
+/// What JSON value `body` starts with, by its first byte.
+fn json_type_of(body: &[u8]) -> Option<&'static str> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    Some(match first {
+        b'{' => "object",
+        b'[' => "array",
+        b'"' => "string",
+        b't' | b'f' => "boolean",
+        b'n' => "null",
+        _ => "number",
+    })
+}
+
+/// The API server always sends a `uid` (the answer must echo it), `object` on CREATE and UPDATE
+/// and `oldObject` on UPDATE and DELETE; a review without them is not one it sent.
+fn check_request(request: &AdmissionRequest) -> Result<(), ReviewError> {
+    if request.uid.is_empty() {
+        return Err(ReviewError::NotAReview(
+            "request.uid is empty; the answer must echo it".into(),
+        ));
+    }
     let present = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
     let (needs_object, needs_old) = match request.operation {
         Operation::Create => (true, false),
@@ -242,12 +267,10 @@ fn check_objects(request: &AdmissionRequest) -> Result<(), ReviewError> {
 }
 
 /// Parses JSON without serde_json's nesting limit of 128; [`nesting_of`] bounds it.
-fn from_slice_unbounded<T: DeserializeOwned>(body: &[u8]) -> Result<T, ReviewError> {
+fn from_slice_unbounded<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     deserializer.disable_recursion_limit();
-    T::deserialize(&mut deserializer)
-        .and_then(|value| deserializer.end().map(|()| value))
-        .map_err(|e| ReviewError::NotJson(e.to_string()))
+    T::deserialize(&mut deserializer).and_then(|value| deserializer.end().map(|()| value))
 }
 
 /// How deep arrays and objects in `body` nest, counted up to `limit + 1` (the scan stops there).
@@ -632,6 +655,29 @@ mod tests {
         bad_uid["uid"] = json!(7);
         let error = decode_review(&review(bad_uid)).unwrap_err();
         assert!(error.to_string().contains("request.uid"), "{error}");
+        let mut empty_uid = minimal_request();
+        empty_uid["uid"] = json!("");
+        let error = decode_review(&review(empty_uid)).unwrap_err();
+        assert!(
+            error.to_string().contains("request.uid is empty"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_json_but_no_object_is_named_by_its_type() {
+        let cases: [(&[u8], &str); 4] = [
+            (b" [1, 2]", "the body is a JSON array, not an object"),
+            (br#""review""#, "the body is a JSON string, not an object"),
+            (b"null", "the body is a JSON null, not an object"),
+            (b"12", "the body is a JSON number, not an object"),
+        ];
+        for (body, expected) in cases {
+            let error = decode_review(body).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+        let error = decode_review(b"nope").unwrap_err();
+        assert!(matches!(error, ReviewError::NotJson(_)), "{error}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod listen;
 mod review;
 
 pub use duration::parse as parse_duration;
-pub use listen::{HEADER_TIMEOUT, IDLE_TIMEOUT, serve_plain, serve_tls};
+pub use listen::{FIRST_REQUEST_TIMEOUT, HEADER_TIMEOUT, IDLE_TIMEOUT, serve_plain, serve_tls};
 pub use review::{BODY_LIMIT, BODY_TIMEOUT, Route, budget};
 
 use crate::admission::ReviewError;
@@ -31,6 +31,9 @@ pub const DEFAULT_MAX_REVIEWS: usize = 32;
 /// MiB of review bodies held at once (being read or judged) unless `--max-review-mib` says
 /// otherwise: with the decoded copies, well inside the Deployment's 256 MiB.
 pub const DEFAULT_MAX_REVIEW_MIB: u32 = 16;
+/// Reviews nested deeper than 128 levels judged at once: one at the API server's limit of
+/// 10,000 levels touches about 10 MB of its own stack while it is decoded and judged.
+pub const DEEP_REVIEWS_AT_ONCE: usize = 2;
 
 /// Turns a request body into a judged review; [`crate::judge::judge`] in production.
 pub type JudgeFn = fn(Phase, &[u8], &Context) -> Result<Judged, ReviewError>;
@@ -51,6 +54,9 @@ pub struct App {
     pub max_reviews: usize,
     /// KiB of request bodies held at once; a body waits for its share before it is read.
     pub body_kib: Arc<Semaphore>,
+    /// Permits for reviews nested deeper than any thread's stack handles, each judged on a
+    /// stack of its own that may touch megabytes; they wait for one until their deadline.
+    pub deep_reviews: Arc<Semaphore>,
     /// Asks whether a requester may act on a project (`--authorize-projects`).
     pub authorizer: Option<Arc<dyn authorize::Authorizer>>,
 }
@@ -76,6 +82,7 @@ impl App {
             reviews: Arc::new(Semaphore::new(max_reviews)),
             max_reviews,
             body_kib: Arc::new(Semaphore::new(DEFAULT_MAX_REVIEW_MIB as usize * 1024)),
+            deep_reviews: Arc::new(Semaphore::new(DEEP_REVIEWS_AT_ONCE)),
             authorizer: None,
         }
     }

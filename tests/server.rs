@@ -176,6 +176,22 @@ async fn a_missing_request_or_uid_is_refused_400() {
     let mut no_uid = review("u", "CREATE", binding("doclet"), Value::Null);
     no_uid["request"].as_object_mut().unwrap().remove("uid");
     refused(&h, JSON, serde_json::to_vec(&no_uid).unwrap(), 400, "uid").await;
+    let empty_uid = review("", "CREATE", binding("doclet"), Value::Null);
+    let body = serde_json::to_vec(&empty_uid).unwrap();
+    refused(&h, JSON, body, 400, "request.uid is empty").await;
+}
+
+#[tokio::test]
+async fn json_that_is_not_an_object_is_refused_400_by_its_type() {
+    let h = start().await;
+    refused(
+        &h,
+        JSON,
+        b"[{}]".to_vec(),
+        400,
+        "is a JSON array, not an object",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -256,8 +272,39 @@ fn big() -> Vec<u8> {
 #[tokio::test]
 async fn a_body_sent_one_byte_per_second_is_cut_off_over_http1() {
     let h = start().await;
-    let head = h.slow_http1_request().await;
-    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    let answer = h.slow_http1_request("/validate").await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let within = bindguard::server::budget(None).min(bindguard::server::BODY_TIMEOUT);
+    assert!(
+        answer.contains(&format!("not received within {within:?}")),
+        "{answer}"
+    );
+    h.assert_healthy().await;
+}
+
+/// The body must arrive within most of the API server's own timeout, and the refusal says so.
+#[tokio::test]
+async fn a_slow_body_is_cut_off_within_the_api_servers_timeout_and_says_when() {
+    let h = start().await;
+    let answer = h.slow_http1_request("/validate?timeout=2s").await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("not received within 1.6s"), "{answer}");
+}
+
+/// A client that stops in the middle of the HTTP/2 preface holds its connection no longer than
+/// a slow HTTP/1.1 request's headers may take.
+#[tokio::test]
+async fn a_connection_stopped_in_the_http2_preface_is_closed_after_the_header_timeout() {
+    let h = start().await;
+    let mut stream = h.tls_stream(b"h2").await;
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"PRI * HTTP/2.0\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest);
+    let limit = bindguard::server::FIRST_REQUEST_TIMEOUT + Duration::from_secs(5);
+    assert!(limit < bindguard::server::IDLE_TIMEOUT);
+    let _ = within(limit, "the connection to be closed", closed).await;
     h.assert_healthy().await;
 }
 
@@ -338,6 +385,37 @@ async fn a_body_without_room_in_the_body_budget_is_refused_429_unread() {
     let (status, answer) = h.post("/validate?timeout=1s", JSON, body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["response"]["uid"], "big");
+}
+
+/// Reviews nested deeper than any thread's stack handles each take a stack of their own; only
+/// a few are judged at once, the others wait for a slot until their deadline.
+#[tokio::test]
+async fn deep_reviews_wait_for_one_of_their_few_slots_and_others_are_not_held_up() {
+    let h = start().await;
+    let all = bindguard::server::DEEP_REVIEWS_AT_ONCE as u32;
+    let held = h
+        .app
+        .deep_reviews
+        .clone()
+        .acquire_many_owned(all)
+        .await
+        .unwrap();
+    let mut nested = json!("bottom");
+    for _ in 0..1_000 {
+        nested = json!({ "a": nested });
+    }
+    let mut deep = review("deep", "CREATE", json!({"data": nested}), Value::Null);
+    deep["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
+    let body = serde_json::to_vec(&deep).unwrap();
+    let (status, answer) = h.post("/validate?timeout=1s", JSON, body.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["response"]["status"]["code"], 504, "{answer}");
+    let shallow = review("shallow", "CREATE", binding("doclet"), Value::Null);
+    assert_eq!(h.review("/validate", &shallow).await["allowed"], true);
+    drop(held);
+    let (status, answer) = h.post("/validate?timeout=1s", JSON, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
 }
 
 #[tokio::test]

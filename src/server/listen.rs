@@ -22,6 +22,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no request in progress for this long is closed (HTTP/2 GOAWAY).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A new connection whose first request has not begun by then is closed: a client that stops
+/// in the HTTP/2 preface or its first headers holds nothing longer than [`HEADER_TIMEOUT`].
+pub const FIRST_REQUEST_TIMEOUT: Duration = HEADER_TIMEOUT;
 /// HTTP/2: ping a quiet connection this often, and drop it when a ping goes unanswered for
 /// [`PING_TIMEOUT`].
 const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -198,7 +201,7 @@ impl Connection {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                () = activity.idle_for(IDLE_TIMEOUT), if !closing => {
+                () = activity.idle_for(FIRST_REQUEST_TIMEOUT, IDLE_TIMEOUT), if !closing => {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
@@ -209,7 +212,14 @@ impl Connection {
 
 /// Requests in progress on a connection, and since when it has had none.
 struct Activity {
-    state: Mutex<(usize, Instant)>,
+    state: Mutex<Requests>,
+}
+
+struct Requests {
+    open: usize,
+    /// When the last request ended, or the connection began.
+    since: Instant,
+    any: bool,
 }
 
 /// One request in progress; ends when dropped.
@@ -217,32 +227,47 @@ struct Busy(Arc<Activity>);
 
 impl Activity {
     fn new() -> Self {
+        let state = Requests {
+            open: 0,
+            since: Instant::now(),
+            any: false,
+        };
         Activity {
-            state: Mutex::new((0, Instant::now())),
+            state: Mutex::new(state),
         }
     }
 
     fn begin(self: &Arc<Self>) -> Busy {
-        self.update(|(open, _)| *open += 1);
+        self.update(|requests| {
+            requests.open += 1;
+            requests.any = true;
+        });
         Busy(self.clone())
     }
 
-    fn update(&self, f: impl FnOnce(&mut (usize, Instant))) {
+    fn update(&self, f: impl FnOnce(&mut Requests)) {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    /// When the connection went idle, or `None` while a request is in progress.
-    fn idle_since(&self) -> Option<Instant> {
-        let (open, since) = *self.state.lock().unwrap_or_else(|p| p.into_inner());
-        (open == 0).then_some(since)
+    /// When the connection went idle and whether it has had a request, or `None` while a
+    /// request is in progress.
+    fn idle_since(&self) -> Option<(Instant, bool)> {
+        let requests = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (requests.open == 0).then_some((requests.since, requests.any))
     }
 
-    /// Resolves once the connection has had no request in progress for `limit`.
-    async fn idle_for(&self, limit: Duration) {
+    /// Resolves once the connection has had no request in progress for `limit`, or none at all
+    /// for `first`.
+    async fn idle_for(&self, first: Duration, limit: Duration) {
         loop {
             let wake = match self.idle_since() {
-                Some(since) if since.elapsed() >= limit => return,
-                Some(since) => since + limit,
+                Some((since, any)) => {
+                    let limit = if any { limit } else { first };
+                    if since.elapsed() >= limit {
+                        return;
+                    }
+                    since + limit
+                }
                 None => Instant::now() + limit,
             };
             tokio::time::sleep_until(wake).await;
@@ -252,9 +277,9 @@ impl Activity {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.update(|(open, since)| {
-            *open = open.saturating_sub(1);
-            *since = Instant::now();
+        self.0.update(|requests| {
+            requests.open = requests.open.saturating_sub(1);
+            requests.since = Instant::now();
         });
     }
 }

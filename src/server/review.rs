@@ -72,8 +72,8 @@ pub async fn handle(
         let message = "content type must be application/json";
         return malformed(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, message, started);
     }
-    let until = started + budget.min(BODY_TIMEOUT);
-    let (body, _held) = match read_body(&app, &headers, &mut request, until).await {
+    let within = budget.min(BODY_TIMEOUT);
+    let (body, _held) = match read_body(&app, &headers, &mut request, started, within).await {
         Ok(read) => read,
         Err(unread) => return not_read(&app, unread, started),
     };
@@ -97,9 +97,12 @@ async fn answer(
     };
     let deadline = started + budget;
     let phase = route.phase();
-    let answered = match judged_in_place(&body) {
-        true => judge_in_place(&app, phase, &body),
-        false => None,
+    let nesting = admission::nesting_of(&body);
+    let answered = match nesting {
+        Ok(Nesting::Shallow) if body.len() <= IN_PLACE_BODY_BYTES => {
+            judge_in_place(&app, phase, &body)
+        }
+        _ => None,
     };
     let (response, verdict, project_check) = match answered {
         Some(answered) => {
@@ -107,7 +110,20 @@ async fn answer(
             answered
         }
         None => {
-            let task = judge_off_thread(phase, app.clone(), body.clone(), permit);
+            let deep = match nesting {
+                Ok(Nesting::Deep) => {
+                    let slot = app.deep_reviews.clone().acquire_owned();
+                    match tokio::time::timeout_at(deadline, slot).await {
+                        Ok(Ok(slot)) => Some(slot),
+                        Ok(Err(_)) | Err(_) => {
+                            let why = Unjudged::TimedOut(budget);
+                            return unjudged(route, &app, &body, why, started);
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let task = judge_off_thread(phase, app.clone(), body.clone(), (permit, deep));
             match tokio::time::timeout_at(deadline, task).await {
                 Ok(Ok(answered)) => answered,
                 Ok(Err(_)) => return unjudged(route, &app, &body, Unjudged::Panicked, started),
@@ -133,10 +149,6 @@ async fn answer(
 /// long is not done there ([`InPlace`]): that review, and everything else, is judged off the
 /// async workers, within the deadline.
 const IN_PLACE_BODY_BYTES: usize = 64 * 1024;
-
-fn judged_in_place(body: &[u8]) -> bool {
-    body.len() <= IN_PLACE_BODY_BYTES && matches!(admission::nesting_of(body), Ok(Nesting::Shallow))
-}
 
 /// Judges on this async worker; `None` when a schema check was left for the blocking pool.
 fn judge_in_place(app: &App, phase: Phase, body: &[u8]) -> Option<Answered> {
@@ -182,16 +194,16 @@ async fn authorize(
     (refused, verdict)
 }
 
-/// Judges on the blocking pool; the permit is held until judging ends, even past the deadline,
-/// so abandoned work still counts against the limit.
+/// Judges on the blocking pool; the permits are held until judging ends, even past the
+/// deadline, so abandoned work still counts against the limits.
 fn judge_off_thread(
     phase: Phase,
     app: Arc<App>,
     body: Bytes,
-    permit: OwnedSemaphorePermit,
+    permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
 ) -> tokio::task::JoinHandle<Answered> {
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _permits = permits;
         let judged = (app.judge)(phase, &body, &app.context(None));
         respond(&body, judged)
     })
@@ -337,21 +349,24 @@ enum Unread {
     Broken(String),
 }
 
-/// Reads the whole body, refusing one over [`BODY_LIMIT`] (413) or not received by `until`
-/// (408). Its size is taken from the app's body budget before it is read (its declared length
-/// first, then as it arrives), waiting until `until` for room; the returned permit holds it.
+/// Reads the whole body, refusing one over [`BODY_LIMIT`] (413) or not received `within` of
+/// `started` (408). Its size is taken from the app's body budget before it is read (its
+/// declared length first, then as it arrives), waiting for room as long; the returned permit
+/// holds it.
 async fn read_body(
     app: &App,
     headers: &HeaderMap,
     body: &mut Body,
-    until: Instant,
+    started: Instant,
+    within: Duration,
 ) -> Result<(Bytes, OwnedSemaphorePermit), Unread> {
+    let until = started + within;
     let too_large = || {
         let message = format!("request body is larger than {BODY_LIMIT} bytes");
         Unread::Malformed(StatusCode::PAYLOAD_TOO_LARGE, message)
     };
     let not_in_time = || {
-        let message = format!("request body not received within {BODY_TIMEOUT:?}");
+        let message = format!("request body not received within {within:?}");
         Unread::Malformed(StatusCode::REQUEST_TIMEOUT, message)
     };
     let declared = headers

@@ -286,11 +286,13 @@ impl Harness {
         stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
     }
 
-    /// Declares a 100-byte body and sends one byte a second; returns the response head.
-    pub async fn slow_http1_request(&self) -> String {
+    /// Declares a 100-byte body to `path` and sends one byte a second; returns the answer.
+    pub async fn slow_http1_request(&self, path: &str) -> String {
         let stream = self.tls_stream(b"http/1.1").await;
         let (mut reader, mut writer) = tokio::io::split(stream);
-        let head = "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        );
         writer.write_all(head.as_bytes()).await.unwrap();
         let trickle = tokio::spawn(async move {
             for _ in 0..99 {
