@@ -28,8 +28,14 @@ const ENVIRONMENTS: usize = 10;
 const OC: &str = "/apis/openchoreo.dev/v1alpha1";
 /// Creates in flight at once.
 const CONCURRENCY: usize = 8;
-/// Dry-run creates per latency sample.
-const PROBES: usize = 300;
+/// Latency rounds: each times dry-run creates with the webhooks registered, then not, so both
+/// states see the same machine; slow moments of the API server fall into either.
+const ROUNDS: usize = 8;
+/// Dry-run creates timed per state and round, after [`WARM_UP`] untimed ones.
+const PROBES: usize = 250;
+/// Untimed creates after each registration change: the API server's first calls to a
+/// newly registered webhook build its client and connection.
+const WARM_UP: usize = 10;
 
 /// Runs the benchmark with `n` bindings; the cluster is torn down by the caller.
 pub fn run(c: &Cluster, n: usize) -> Result<()> {
@@ -97,17 +103,32 @@ pub fn run(c: &Cluster, n: usize) -> Result<()> {
         rss.0 / 1024,
         rss.1 / 1024
     );
-    for (label, sample) in &latency {
-        println!(
-            "| dry-run binding create, {label}: median / p99 | {:.2} / {:.2} ms |",
-            sample.0, sample.1
-        );
-    }
-    let (registered, bare) = (&latency[0].1, &latency[1].1);
+    let (registered, bare) = (&latency.registered, &latency.bare);
+    println!(
+        "| dry-run binding create, median / p99: registered / not ({ROUNDS} rounds x {PROBES} each, alternated) | {:.2} / {:.2}, {:.2} / {:.2} ms |",
+        registered.0, registered.1, bare.0, bare.1
+    );
     println!(
         "| added by the webhooks: median / p99 | {:.2} / {:.2} ms |",
         registered.0 - bare.0,
         registered.1 - bare.1
+    );
+    println!(
+        "| p99 per round, registered / not | {} ms |",
+        latency
+            .rounds
+            .iter()
+            .map(|(r, b)| format!("{r:.2} / {b:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "| bindguard's own answers in the registered rounds: all / over 1 ms / over 5 ms | {} / {} / {} |",
+        latency.answers[0], latency.answers[1], latency.answers[2]
+    );
+    println!(
+        "| the API server's timing of those calls: all / over 5 ms / over 25 ms | {} / {} / {} |",
+        latency.calls[0], latency.calls[1], latency.calls[2]
     );
     Ok(())
 }
@@ -177,13 +198,23 @@ fn object(kind: &str, name: &str, spec: Value) -> Value {
     json!({"apiVersion": "openchoreo.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
 }
 
-/// Dry-run creates of one allowed binding, `PROBES` at a time, with the webhooks registered,
-/// then not, then registered again: (label, (median ms, p99 ms)).
-fn added_latency(
-    c: &Cluster,
-    runtime: &tokio::runtime::Runtime,
-    api: &Api,
-) -> Result<Vec<(&'static str, (f64, f64))>> {
+/// The latency bindguard adds to a binding write.
+struct Added {
+    /// (median ms, p99 ms) with the webhooks registered, and not.
+    registered: (f64, f64),
+    bare: (f64, f64),
+    /// (registered p99, not p99) of each round.
+    rounds: Vec<(f64, f64)>,
+    /// bindguard's own answers while registered: how many, how many over 1 ms and over 5 ms
+    /// (from its latency histogram).
+    answers: [u64; 3],
+    /// The same calls as the API server timed them: how many, over 5 ms, over 25 ms.
+    calls: [u64; 3],
+}
+
+/// Dry-run creates of one allowed binding over one keep-alive connection, in [`ROUNDS`] of
+/// registered then unregistered.
+fn added_latency(c: &Cluster, runtime: &tokio::runtime::Runtime, api: &Api) -> Result<Added> {
     let ns = namespace(0);
     let path = format!("{OC}/namespaces/{ns}/resourcereleasebindings?dryRun=All");
     let owner = json!({"projectName": "shop", "resourceName": "db-0"});
@@ -196,17 +227,57 @@ fn added_latency(
         &format!("{OC}/namespaces/{ns}/environments"),
         &object("Environment", "env-probe", json!({})),
     ))?;
-    let sample = |label| -> Result<(&'static str, (f64, f64))> {
+    let timed = || -> Result<Vec<f64>> {
+        runtime.block_on(api.timed(&path, &probe, WARM_UP))?;
         let mut ms = runtime.block_on(api.timed(&path, &probe, PROBES))?;
         ms.sort_by(f64::total_cmp);
-        Ok((label, (ms[ms.len() / 2], ms[ms.len() * 99 / 100])))
+        Ok(ms)
     };
-    let registered = sample("webhooks registered")?;
-    c.unregister_webhooks()?;
-    let bare = sample("no webhooks");
-    c.register_webhooks()?;
-    let again = sample("webhooks registered again")?;
-    Ok(vec![registered, bare?, again])
+    let answers = || -> Result<[u64; 3]> {
+        let count = c.metric_sum("bindguard_admission_duration_seconds_count")?;
+        let within = |le: &str| {
+            c.metric_sum(&format!(
+                "bindguard_admission_duration_seconds_bucket{{le=\"{le}\"}}"
+            ))
+        };
+        Ok([count, count - within("0.001")?, count - within("0.005")?])
+    };
+    let calls = || runtime.block_on(api.webhook_calls());
+    let (mut registered, mut bare, mut rounds) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut answered, mut called) = ([0; 3], [0; 3]);
+    for _ in 0..ROUNDS {
+        let before = (answers()?, calls()?);
+        let with = timed()?;
+        let after = (answers()?, calls()?);
+        for i in 0..3 {
+            answered[i] += after.0[i] - before.0[i];
+            called[i] += after.1[i] - before.1[i];
+        }
+        c.unregister_webhooks()?;
+        let without = timed();
+        c.register_webhooks()?;
+        let without = without?;
+        rounds.push((p99(&with), p99(&without)));
+        registered.extend(with);
+        bare.extend(without);
+    }
+    registered.sort_by(f64::total_cmp);
+    bare.sort_by(f64::total_cmp);
+    Ok(Added {
+        registered: (median(&registered), p99(&registered)),
+        bare: (median(&bare), p99(&bare)),
+        rounds,
+        answers: answered,
+        calls: called,
+    })
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    sorted[sorted.len() / 2]
+}
+
+fn p99(sorted: &[f64]) -> f64 {
+    sorted[sorted.len() * 99 / 100]
 }
 
 /// A cluster-admin HTTPS client of the API server (one keep-alive connection per request in
@@ -287,6 +358,30 @@ impl Api {
             ms.push(started.elapsed().as_secs_f64() * 1e3);
         }
         Ok(ms)
+    }
+
+    /// bindguard's webhook calls as the API server timed them, from its `/metrics`: how many,
+    /// how many over 5 ms and over 25 ms (its histogram's first buckets).
+    async fn webhook_calls(&self) -> Result<[u64; 3]> {
+        let (status, body) = self.send("GET", "/metrics", None).await?;
+        ensure!(status == 200, "GET /metrics answered {status}");
+        let text = String::from_utf8_lossy(&body);
+        let sum = |prefix: &str, le: Option<&str>| -> Result<u64> {
+            let mut total = 0.0;
+            for line in text.lines().filter(|l| {
+                l.starts_with(prefix)
+                    && l.contains("bindguard.dev")
+                    && le.is_none_or(|le| l.contains(&format!("le=\"{le}\"")))
+            }) {
+                total += line.rsplit(' ').next().unwrap_or("0").parse::<f64>()?;
+            }
+            Ok(total as u64)
+        };
+        let series = "apiserver_admission_webhook_admission_duration_seconds";
+        let count = sum(&format!("{series}_count{{"), None)?;
+        let bucket = format!("{series}_bucket{{");
+        let (within_5, within_25) = (sum(&bucket, Some("0.005"))?, sum(&bucket, Some("0.025"))?);
+        Ok([count, count - within_5, count - within_25])
     }
 
     /// PATCH requests on ResourceReleaseBindings the API server has answered, from its
