@@ -239,7 +239,8 @@ fn respond(body: &[u8], judged: Result<Judged, ReviewError>) -> Answered {
 fn log_verdict(judged: &Judged) {
     let head = &judged.head;
     let Some(denial) = &judged.denial else {
-        if tracing::enabled!(tracing::Level::DEBUG) {
+        // The level, not `enabled!`: a filter on the span's fields can only match inside it.
+        if tracing::level_enabled!(tracing::Level::DEBUG) {
             let _entered = head.span().entered();
             tracing::debug!(verdict = judged.verdict, "reviewed");
         }

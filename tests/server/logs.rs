@@ -71,3 +71,32 @@ async fn reviews_are_answered_while_nobody_reads_the_log_and_no_line_is_lost() {
     );
     assert!(read(fields, "field").starts_with("spec."), "{line}");
 }
+
+/// A filter on the review span's fields (`RUST_LOG='info,[review{kind=...}]=debug'`) shows the
+/// debug lines of the reviews it names, allowed ones included, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_filter_on_the_review_span_shows_that_kinds_debug_lines() {
+    let filter = "info,[review{kind=ResourceReleaseBinding}]=debug";
+    let mut served = Served::spawn_logging("span-filter", &[], Some(filter));
+    let client = client(&client_config(&[&served.ca]), Version::Http1);
+    let port = served.webhook.port();
+    let mut other = review("other-kind", "CREATE", json!({"data": {}}), Value::Null);
+    other["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
+    let named = review("named-kind", "CREATE", binding("doclet"), Value::Null);
+    for sent in [other, named] {
+        let body = full(serde_json::to_vec(&sent).unwrap());
+        let (status, answer) = post(&client, port, "/validate", JSON, body).await;
+        assert_eq!(answer["response"]["allowed"], true, "{status} {answer}");
+    }
+    let log = served.log.take().expect("the log");
+    let reading = tokio::task::spawn_blocking(move || {
+        log.lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+            .find(|line| line["fields"]["message"] == "reviewed")
+    });
+    let line = within(Duration::from_secs(30), "a reviewed line", reading).await;
+    let line = line.unwrap().expect("a reviewed line");
+    assert_eq!(line["span"]["uid"], "named-kind", "{line}");
+    assert_eq!(line["fields"]["verdict"], "allowed", "{line}");
+}

@@ -28,20 +28,28 @@ impl Served {
     /// Starts `bindguard serve --state examples/cluster` with `flags`, in a fresh directory
     /// named after `what`, and reads its log up to the "serving" line.
     pub fn spawn(what: &str, flags: &[String]) -> Served {
+        Served::spawn_logging(what, flags, None)
+    }
+
+    /// [`Served::spawn`] with `RUST_LOG` set to `filter`, if any.
+    pub fn spawn_logging(what: &str, flags: &[String], filter: Option<&str>) -> Served {
         let dir = temp_dir(what);
         let bundle = tls::generate(&["127.0.0.1".into(), "localhost".into()]).unwrap();
         tls::write_bundle(&dir, &bundle).unwrap();
         let state = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cluster");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bindguard"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bindguard"));
+        command
             .args(["serve", "--state", state, "--log-format=json"])
             .args(["--addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0"])
             .arg(format!("--tls-cert={}", dir.join("tls.crt").display()))
             .arg(format!("--tls-key={}", dir.join("tls.key").display()))
             .args(flags)
             .env_remove("RUST_LOG")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("bindguard starts");
+            .stderr(Stdio::piped());
+        if let Some(filter) = filter {
+            command.env("RUST_LOG", filter);
+        }
+        let mut child = command.spawn().expect("bindguard starts");
         let mut log = BufReader::new(child.stderr.take().unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         let reading = std::thread::spawn(move || {
