@@ -14,8 +14,19 @@ pub fn seed_revision_name(promise: &str, version: &str) -> String {
     if is_dns_subdomain(&plain) {
         plain
     } else {
-        format!("{promise}-{}", short_hash(version))
+        fitted(promise, &short_hash(version))
     }
+}
+
+/// `<front>-<suffix>`, the front cut (and stripped of trailing characters other than letters
+/// and digits) so that the name fits in [`MAX_NAME`].
+fn fitted(front: &str, suffix: &str) -> String {
+    let keep = MAX_NAME.saturating_sub(suffix.len() + 1);
+    let front = match front.char_indices().nth(keep) {
+        Some((at, _)) => front[..at].trim_end_matches(|c: char| !c.is_ascii_alphanumeric()),
+        None => front,
+    };
+    format!("{front}-{suffix}")
 }
 
 fn version_or_not_set(version: &str) -> &str {
@@ -53,7 +64,7 @@ pub fn revision_name(promise: &str, version: &str, existing: &[RevisionId]) -> S
         "{:x}",
         md5::compute(format!("{promise}/{version}").as_bytes())
     );
-    format!("{promise}-{}", &digest[..10])
+    fitted(promise, &digest[..10])
 }
 
 /// Promise names that could own a revision called `name`: every prefix of it that ends before
@@ -68,15 +79,43 @@ pub fn short_hash(text: &str) -> String {
     digest[..5].to_string()
 }
 
-/// The name the loop gives the binding of request `namespace/request` of `promise`:
-/// `<request>-<promise>-<5 hex of md5("<namespace>/<request>")>`, its front cut to fit.
-pub fn binding_name(request: &str, promise: &str, namespace: &str) -> String {
-    let hash = short_hash(&format!("{namespace}/{request}"));
-    let front = format!("{request}-{promise}");
-    let keep = MAX_NAME - hash.len() - 1;
-    let front: String = front.chars().take(keep).collect();
-    let front = front.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-    format!("{front}-{hash}")
+/// Kratix's deterministic object name for `text`: cut to its first 56 characters when longer
+/// than 57, stripped of trailing characters other than letters and digits, then `-` and the
+/// first 5 hex digits of the MD5 of what is left. At most 62 characters.
+pub fn kratix_name(text: &str) -> String {
+    let front = kratix_front(text);
+    format!("{front}-{}", short_hash(front))
+}
+
+/// The part of [`kratix_name`] before its hash.
+fn kratix_front(text: &str) -> &str {
+    const KEPT: usize = 63 - 1 - 5;
+    let front = match text.char_indices().nth(KEPT) {
+        Some(_) => text
+            .char_indices()
+            .nth(KEPT - 1)
+            .map_or(text, |(at, _)| &text[..at]),
+        None => text,
+    };
+    front.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+}
+
+/// The name the loop gives the binding of `request` of `promise`, as Kratix names it:
+/// [`kratix_name`] of `<request>-<promise>` (the seed's `example-redis-e7f90`).
+pub fn binding_name(request: &str, promise: &str) -> String {
+    kratix_name(&format!("{request}-{promise}"))
+}
+
+/// The name a binding gets when [`binding_name`] is held by another request's binding (two
+/// request names alike in their first 56 characters): the same front, then 10 hex digits of
+/// the MD5 of `<namespace>/<request>/<promise>`.
+pub fn distinct_binding_name(request: &str, promise: &str, namespace: &str) -> String {
+    let text = format!("{request}-{promise}");
+    let digest = format!(
+        "{:x}",
+        md5::compute(format!("{namespace}/{request}/{promise}").as_bytes())
+    );
+    format!("{}-{}", kratix_front(&text), &digest[..10])
 }
 
 /// Whether `name` is a valid DNS subdomain (RFC 1123): lower-case alphanumerics, `-` and `.`,
@@ -213,18 +252,44 @@ mod tests {
             seed_revision_name("redis", &too_long),
             format!("redis-{}", short_hash(&too_long))
         );
+        let long_promise = "p".repeat(250);
+        let name = seed_revision_name(&long_promise, "V1");
+        assert_eq!(name, format!("{}-{}", "p".repeat(247), short_hash("V1")));
+        assert!(is_dns_subdomain(&name), "{name}");
+        let taken = [RevisionId {
+            name,
+            promise: "other".into(),
+            version: "V1".into(),
+        }];
+        let distinct = revision_name(&long_promise, "V1", &taken);
+        assert!(
+            is_dns_subdomain(&distinct) && distinct != taken[0].name,
+            "{distinct}"
+        );
     }
 
     #[test]
-    fn binding_names_fit() {
-        let hash = short_hash("team/example");
+    fn binding_names_are_kratix_names() {
+        assert_eq!(binding_name("example", "redis"), "example-redis-e7f90");
+        let long = binding_name(&"r".repeat(250), "redis");
         assert_eq!(
-            binding_name("example", "redis", "team"),
-            format!("example-redis-{hash}")
+            long,
+            format!("{0}-{1}", "r".repeat(56), short_hash(&"r".repeat(56)))
         );
-        let long = binding_name(&"r".repeat(250), "redis", "team");
-        assert_eq!(long.len(), MAX_NAME);
         assert!(is_dns_subdomain(&long), "{long}");
+        let fits = "a".repeat(51);
+        assert_eq!(
+            binding_name(&fits, "redis"),
+            format!("{fits}-redis-{}", short_hash(&format!("{fits}-redis")))
+        );
+        let cut_at_a_dash = format!("{}-{}", "a".repeat(55), "b".repeat(10));
+        assert!(binding_name(&cut_at_a_dash, "redis").starts_with(&format!("{}-", "a".repeat(55))));
+        let other = distinct_binding_name(&"r".repeat(250), "redis", "team");
+        assert_ne!(other, long);
+        assert!(
+            other.starts_with(&"r".repeat(56)) && is_dns_subdomain(&other),
+            "{other}"
+        );
     }
 
     #[test]

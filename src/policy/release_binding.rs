@@ -446,16 +446,22 @@ pub fn one_binding_per_target(request: &Rrb, ctx: &Context) -> Check {
     ))
 }
 
-/// The outputs of a status write, when they are written anew.
-fn written_outputs<'r>(request: &'r Rrb) -> Option<&'r [ResolvedResourceOutput]> {
-    let outputs = |b: &ResourceReleaseBinding| {
-        b.status
-            .as_ref()
-            .map(|s| s.outputs.clone())
-            .unwrap_or_default()
+/// The `status.outputs` entries a write publishes anew, with their index: every one on CREATE;
+/// on UPDATE those not published exactly so before, so an entry that was already there (from
+/// before a rule existed) never blocks a write that adds or changes another.
+fn written_outputs<'r>(request: &'r Rrb) -> Vec<(usize, &'r ResolvedResourceOutput)> {
+    fn outputs(binding: &ResourceReleaseBinding) -> &[ResolvedResourceOutput] {
+        binding.status.as_ref().map_or(&[], |s| &s.outputs)
+    }
+    let Some(written) = request.written() else {
+        return Vec::new();
     };
-    let binding = changed(request, outputs)?;
-    Some(binding.status.as_ref().map_or(&[], |s| &s.outputs))
+    let before = request.update().map_or(&[][..], |(_, old)| outputs(old));
+    outputs(written)
+        .iter()
+        .enumerate()
+        .filter(|(_, output)| !before.contains(output))
+        .collect()
 }
 
 /// The source kinds an output may have.
@@ -490,10 +496,7 @@ fn declared_source(template: &OutputTemplate) -> Option<&'static str> {
 
 /// Rule 9a: every `status.outputs` entry sets exactly one of its three sources.
 pub fn outputs_set_exactly_one_source(request: &Rrb, _ctx: &Context) -> Check {
-    let Some(outputs) = written_outputs(request) else {
-        return pass();
-    };
-    for (index, output) in outputs.iter().enumerate() {
+    for (index, output) in written_outputs(request) {
         let set = sources_of(output).len();
         if set != 1 {
             return Err(Denial::invalid(
@@ -513,16 +516,14 @@ pub fn outputs_set_exactly_one_source(request: &Rrb, _ctx: &Context) -> Check {
 /// Rule 9b: each output corresponds to one the type declares, with the declared source kind.
 /// A secret published as a literal is a 403: sensitive material never appears in status.
 pub fn outputs_match_declared(request: &Rrb, ctx: &Context) -> Check {
-    let Some(outputs) = written_outputs(request) else {
-        return pass();
-    };
-    let Some(binding) = request.written() else {
+    let outputs = written_outputs(request);
+    let Some(binding) = request.written().filter(|_| !outputs.is_empty()) else {
         return pass();
     };
     let Some(declaring) = Declaring::find(ctx.view, request.namespace(), binding) else {
         return pass();
     };
-    for (index, output) in outputs.iter().enumerate() {
+    for (index, output) in outputs {
         check_output(request, &declaring, index, output)?;
     }
     pass()
@@ -597,10 +598,14 @@ pub fn retain_delete_warns(request: &Rrb, ctx: &Context) -> Check {
     if referents::effective_retain_policy(ctx.view, request.namespace(), binding) != RETAIN {
         return pass();
     }
-    Ok(vec![format!(
-        "{} stays Terminating (Finalizing/RetainHold) with data-plane state until retainPolicy=Delete",
-        request.name()
-    )])
+    let held =
+        "stays Terminating (Finalizing/RetainHold) with data-plane state until retainPolicy=Delete";
+    let named = format!("{} {held}", request.name());
+    // Warnings are cut at MAX_WARNING_CHARS: the way out matters more than the name.
+    match named.chars().count() <= crate::admission::MAX_WARNING_CHARS {
+        true => Ok(vec![named]),
+        false => Ok(vec![format!("the binding {held}")]),
+    }
 }
 
 #[cfg(test)]
@@ -1162,6 +1167,23 @@ spec:
             "status.outputs[0]",
             "ResourceRelease \"pg-r1\"",
         );
+        // An entry published before (a legacy literal password) does not block adding another;
+        // publishing it anew does.
+        let mut old = binding("b", json!({}));
+        old["status"] = json!({"outputs": [{"name": "password", "value": "hunter2"}]});
+        let mut new = old.clone();
+        new["status"]["outputs"] =
+            json!([{"name": "password", "value": "hunter2"}, {"name": "host", "value": "h"}]);
+        let added = review("UPDATE", new.clone(), old.clone(), Some("status"));
+        assert_clean(&judge_with(&added, References::Warn));
+        new["status"]["outputs"][0]["value"] = json!("hunter3");
+        let changed = review("UPDATE", new, old, Some("status"));
+        assert_denied(
+            &judge_with(&changed, References::Warn),
+            DenyCode::Forbidden,
+            "status.outputs[0]",
+            "declares it a secretKeyRef",
+        );
         // Spec rules are skipped: a status update of a binding whose Environment is gone is fine.
         let gone = json!({"environment": "staging", "owner": {"projectName": "doclet", "resourceName": "ghost"}});
         assert_clean(&status_update(json!([]), gone));
@@ -1199,6 +1221,16 @@ spec:
                 ]
             );
         }
+        let long = "payments-postgres-production-eu-west-1";
+        let old = binding(long, json!({"retainPolicy": "Retain"}));
+        let d = judge_with(&review("DELETE", Value::Null, old, None), References::Warn);
+        assert_eq!(
+            d.warnings,
+            [
+                "the binding stays Terminating (Finalizing/RetainHold) with data-plane state until retainPolicy=Delete"
+            ],
+            "a long name would push the way out past the cut"
+        );
     }
 
     #[test]

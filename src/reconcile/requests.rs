@@ -410,13 +410,13 @@ fn request_key(request: &Request) -> String {
     crate::cluster::object_key(ns, &request.name_any())
 }
 
-/// The binding a request should have, pinned to `version`, labelled so the seed's label query
-/// finds it.
+/// The binding a request should have, pinned to `version`, named as Kratix names it, labelled
+/// so the seed's label query finds it, and with the request's other labels (as Kratix does).
 pub fn binding_for(request: &ObjectMeta, promise: &str, version: &str) -> ResourceBinding {
     let name = request.name.clone().unwrap_or_default();
     let ns = request.namespace.clone().unwrap_or_default();
     let mut binding = ResourceBinding::new(
-        &naming::binding_name(&name, promise, &ns),
+        &naming::binding_name(&name, promise),
         ResourceBindingSpec {
             promise_ref: NameRef {
                 name: promise.into(),
@@ -430,10 +430,10 @@ pub fn binding_for(request: &ObjectMeta, promise: &str, version: &str) -> Resour
         },
     );
     binding.metadata.namespace = Some(ns);
-    binding.metadata.labels = Some(BTreeMap::from([
-        (LABEL_PROMISE_NAME.to_string(), naming::label_value(promise)),
-        (LABEL_RESOURCE_NAME.to_string(), naming::label_value(&name)),
-    ]));
+    let mut labels = request.labels.clone().unwrap_or_default();
+    labels.insert(LABEL_PROMISE_NAME.to_string(), naming::label_value(promise));
+    labels.insert(LABEL_RESOURCE_NAME.to_string(), naming::label_value(&name));
+    binding.metadata.labels = Some(labels);
     binding
 }
 
@@ -522,8 +522,20 @@ async fn create_binding(
             "Promise {promise:?} has no latest PromiseRevision yet"
         )));
     };
-    let binding = binding_for(&request.metadata, promise, &version);
-    let created = api.create(&PostParams::default(), &binding).await?;
+    let mut binding = binding_for(&request.metadata, promise, &version);
+    let created = match api.create(&PostParams::default(), &binding).await {
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let (ns, name) = (request.namespace().unwrap_or_default(), request.name_any());
+            let held = binding.metadata.name.clone().unwrap_or_default();
+            let holder = api.get(&held).await?;
+            if binds(&holder, promise, &ns, &name) {
+                return Ok(holder.spec.version);
+            }
+            binding.metadata.name = Some(naming::distinct_binding_name(&name, promise, &ns));
+            api.create(&PostParams::default(), &binding).await?
+        }
+        created => created?,
+    };
     let note = format!(
         "created ResourceBinding {} at version {version:?}",
         created.name_any()
@@ -798,11 +810,19 @@ mod tests {
         let mut request = ObjectMeta {
             name: Some("example".into()),
             namespace: Some("team".into()),
+            labels: Some(BTreeMap::from([
+                ("team".to_string(), "payments".to_string()),
+                (LABEL_PROMISE_NAME.to_string(), "not-redis".to_string()),
+            ])),
             ..ObjectMeta::default()
         };
         let b = binding_for(&request, "redis", "v0.1.0");
-        let hash = naming::short_hash("team/example");
-        assert_eq!(b.name_any(), format!("example-redis-{hash}"));
+        assert_eq!(b.name_any(), "example-redis-e7f90", "the seed's name");
+        assert_eq!(b.labels().get("team").map(String::as_str), Some("payments"));
+        assert_eq!(
+            b.labels().get(LABEL_PROMISE_NAME).map(String::as_str),
+            Some("redis")
+        );
         assert_eq!(b.namespace().as_deref(), Some("team"));
         assert_eq!(b.spec.resource_ref.namespace, "team");
         assert_eq!(

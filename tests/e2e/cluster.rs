@@ -518,6 +518,7 @@ const REQUEST_GROUPS: &[&str] = &[
     "db.kl.example.dev",
     "deep.kl.example.dev",
     "long.kl.example.dev",
+    "names.kl.example.dev",
     "widget.kl.example.dev",
     "gadget.kl.example.dev",
     "nest.kl.example.dev",

@@ -39,7 +39,7 @@ fn quoted(arg: &str) -> String {
 }
 
 fn the_readme_session_is_what_kubectl_prints(c: &Cluster) {
-    let binding = bindguard::naming::binding_name("example", "redis", NS);
+    let binding = bindguard::naming::binding_name("example", "redis");
     let mut s = Session {
         c,
         text: String::new(),

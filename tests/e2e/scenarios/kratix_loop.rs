@@ -20,6 +20,7 @@ pub const SCENARIOS: &[Scenario] = &[
     scenario!(the_loops_own_writes_pass_the_first_time),
     scenario!(a_legacy_binding_is_relabelled_and_loses_its_finalizer),
     scenario!(a_request_with_a_long_name_gets_a_labelled_binding),
+    scenario!(bindings_are_named_as_kratix_names_them_and_twins_each_get_one),
     scenario!(a_deeply_nested_request_does_not_blind_the_loop),
     scenario!(an_unreadable_promise_leaves_the_other_offers_served),
 ];
@@ -691,6 +692,43 @@ fn a_request_with_a_long_name_gets_a_labelled_binding(c: &Cluster) {
     let resource = format!("{plural}.{group}");
     c.kubectl.run(&["delete", &resource, &name, "-n", &ns]).ok();
     wait_bindings(c, &ns, &name, "");
+}
+
+/// Bindings get Kratix's names (`example-redis-e7f90` in the seed) and the request's labels;
+/// two requests whose `<request>-<promise>` agree in the 56 characters that name keeps each
+/// get a binding of their own.
+fn bindings_are_named_as_kratix_names_them_and_twins_each_get_one(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("kl-names");
+    let (group, kind, plural) = ("names.kl.example.dev", "Named", "nameds");
+    install_crd(c, group, kind, plural, V1ALPHA1);
+    let api = Some((group, kind, plural, V1ALPHA1));
+    c.kubectl
+        .apply("default", &promise_yaml("kl-names", "v1", api, ""));
+    wait_revisions(c, "kl-names", "kl-names-v1=v1/true/true");
+    let api_version = format!("{group}/v1alpha1");
+    let labelled = request_yaml(&api_version, kind, "example")
+        .replace("metadata:\n", "metadata:\n  labels:\n    team: payments\n");
+    c.kubectl.apply(&ns, &labelled);
+    wait_bindings(c, &ns, "example", "kl-names@v1");
+    let name = bindguard::naming::binding_name("example", "kl-names");
+    let binding = get_json(c, &["resourcebinding", &name, "-n", &ns]);
+    assert_eq!(
+        binding["metadata"]["labels"]["team"], "payments",
+        "{binding}"
+    );
+    let twins = ["a", "b"].map(|end| format!("{}-{end}", "twin".repeat(15)));
+    assert_eq!(
+        bindguard::naming::binding_name(&twins[0], "kl-names"),
+        bindguard::naming::binding_name(&twins[1], "kl-names"),
+        "the names agree where Kratix cuts them"
+    );
+    for twin in &twins {
+        c.kubectl
+            .apply(&ns, &request_yaml(&api_version, kind, twin));
+    }
+    for twin in &twins {
+        wait_bindings(c, &ns, twin, "kl-names@v1");
+    }
 }
 
 /// Item 4 of the hardening: a request nested 150 levels deep is read metadata-only, so it
