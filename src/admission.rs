@@ -157,11 +157,38 @@ pub enum Nesting {
 /// How deep `body` nests; deeper than the API server accepts is refused. A single pass without
 /// recursion, so any body answers at once.
 pub fn nesting_of(body: &[u8]) -> Result<Nesting, ReviewError> {
-    match nesting(body, MAX_REVIEW_DEPTH) {
-        depth if depth > MAX_REVIEW_DEPTH => Err(ReviewError::TooDeep),
-        depth if depth > SHALLOW_DEPTH => Ok(Nesting::Deep),
-        _ => Ok(Nesting::Shallow),
+    shape_of(body).map(|shape| shape.nesting)
+}
+
+/// What a body will cost once decoded, read in one pass before it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub nesting: Nesting,
+    /// Values and keys in it, about: each `{`, `[`, `,` and `:` outside strings.
+    pub values: usize,
+}
+
+/// Memory a review takes per value of its body while it is decoded and judged, about (its
+/// objects decoded, then read as their kinds). Measured: a 3 MB review of 560,000 values, most
+/// in one-key maps, peaked 216 MB above an idle process.
+pub const BYTES_PER_VALUE: usize = 400;
+
+impl Shape {
+    /// Bytes the decoded review will take, about.
+    pub fn decoded_bytes(&self) -> usize {
+        self.values.saturating_mul(BYTES_PER_VALUE)
     }
+}
+
+/// [`nesting_of`], with the number of values.
+pub fn shape_of(body: &[u8]) -> Result<Shape, ReviewError> {
+    let (depth, values) = nesting(body, MAX_REVIEW_DEPTH);
+    let nesting = match depth {
+        depth if depth > MAX_REVIEW_DEPTH => return Err(ReviewError::TooDeep),
+        depth if depth > SHALLOW_DEPTH => Nesting::Deep,
+        _ => Nesting::Shallow,
+    };
+    Ok(Shape { nesting, values })
 }
 
 /// Reads a request body as an AdmissionReview, at any nesting the API server accepts. The
@@ -273,25 +300,28 @@ fn from_slice_unbounded<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_jso
     T::deserialize(&mut deserializer).and_then(|value| deserializer.end().map(|()| value))
 }
 
-/// How deep arrays and objects in `body` nest, counted up to `limit + 1` (the scan stops there).
-fn nesting(body: &[u8], limit: usize) -> usize {
-    let (mut depth, mut deepest, mut at) = (0usize, 0usize, 0usize);
+/// How deep arrays and objects in `body` nest, counted up to `limit + 1` (the scan stops there),
+/// and how many `{`, `[`, `,` and `:` it holds outside strings.
+fn nesting(body: &[u8], limit: usize) -> (usize, usize) {
+    let (mut depth, mut deepest, mut at, mut values) = (0usize, 0usize, 0usize, 0usize);
     while let Some(&byte) = body.get(at) {
         at += 1;
         match byte {
             b'"' => at = after_string(body, at),
             b'{' | b'[' => {
+                values += 1;
                 depth += 1;
                 deepest = deepest.max(depth);
                 if depth > limit {
-                    return depth;
+                    return (depth, values);
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' | b':' => values += 1,
             _ => {}
         }
     }
-    deepest
+    (deepest, values)
 }
 
 /// Where the string whose contents start at `at` ends (just past its closing quote).
@@ -693,9 +723,16 @@ mod tests {
         ];
         for (body, depth) in cases {
             let text = String::from_utf8_lossy(body);
-            assert_eq!(nesting(body, 100), depth, "{text}");
-            assert_eq!(nesting(body, depth - 1), depth, "{text}");
+            assert_eq!(nesting(body, 100).0, depth, "{text}");
+            assert_eq!(nesting(body, depth - 1).0, depth, "{text}");
         }
+    }
+
+    #[test]
+    fn values_are_counted_outside_strings() {
+        let shape = shape_of(br#"{"a":[1,{"b":2}],"c":"{[,:]}"}"#).unwrap();
+        assert_eq!(shape.values, 8);
+        assert_eq!(shape.decoded_bytes(), 8 * BYTES_PER_VALUE);
     }
 
     #[test]

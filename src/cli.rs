@@ -145,9 +145,10 @@ pub struct ServeArgs {
     /// Reviews judged at once; one more is refused at once (429) instead of waiting.
     #[arg(long, env = "BINDGUARD_MAX_CONCURRENT_REVIEWS", default_value_t = server::DEFAULT_MAX_REVIEWS, value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
     pub max_concurrent_reviews: usize,
-    /// MiB of review bodies held at once, being read or judged; a body waits for room before it
-    /// is read and is refused (HTTP 429) if none frees up in time. At least 8 (one body of the
-    /// largest size accepted).
+    /// MiB of review bodies held at once, being read or judged, and as many MiB of decoded
+    /// reviews (a larger one is judged alone); a body waits for room before it is read and
+    /// before it is decoded, and is refused (HTTP 429) if none frees up in time. At least 8 (one
+    /// body of the largest size accepted).
     #[arg(long, env = "BINDGUARD_MAX_REVIEW_MIB", default_value_t = server::DEFAULT_MAX_REVIEW_MIB, value_parser = clap::value_parser!(u32).range(8..=4096))]
     pub max_review_mib: u32,
     /// After SIGTERM, keep serving (with /readyz at 503) this long so endpoints drop the pod.

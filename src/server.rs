@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 /// Reviews judged at once unless `--max-concurrent-reviews` says otherwise.
 pub const DEFAULT_MAX_REVIEWS: usize = 32;
 /// MiB of review bodies held at once (being read or judged) unless `--max-review-mib` says
-/// otherwise: with the decoded copies, well inside the Deployment's 256 MiB.
+/// otherwise, and as many of decoded reviews: well inside the Deployment's 512 MiB.
 pub const DEFAULT_MAX_REVIEW_MIB: u32 = 16;
 /// Reviews nested deeper than 128 levels judged at once: one at the API server's limit of
 /// 10,000 levels touches about 10 MB of its own stack while it is decoded and judged.
@@ -54,6 +54,11 @@ pub struct App {
     pub max_reviews: usize,
     /// KiB of request bodies held at once; a body waits for its share before it is read.
     pub body_kib: Arc<Semaphore>,
+    /// KiB of decoded reviews held at once (estimated from their bodies); a body waits for its
+    /// share before it is decoded.
+    pub decoded_kib: Arc<Semaphore>,
+    /// The size of each of those two budgets.
+    pub budget_kib: usize,
     /// Permits for reviews nested deeper than any thread's stack handles, each judged on a
     /// stack of its own that may touch megabytes; they wait for one until their deadline.
     pub deep_reviews: Arc<Semaphore>,
@@ -82,14 +87,18 @@ impl App {
             reviews: Arc::new(Semaphore::new(max_reviews)),
             max_reviews,
             body_kib: Arc::new(Semaphore::new(DEFAULT_MAX_REVIEW_MIB as usize * 1024)),
+            decoded_kib: Arc::new(Semaphore::new(DEFAULT_MAX_REVIEW_MIB as usize * 1024)),
+            budget_kib: DEFAULT_MAX_REVIEW_MIB as usize * 1024,
             deep_reviews: Arc::new(Semaphore::new(DEEP_REVIEWS_AT_ONCE)),
             authorizer: None,
         }
     }
 
-    /// Holds at most `mib` MiB of request bodies at once.
+    /// Holds at most `mib` MiB of request bodies, and as many of decoded reviews, at once.
     pub fn with_body_budget(mut self, mib: u32) -> App {
-        self.body_kib = Arc::new(Semaphore::new(mib as usize * 1024));
+        self.budget_kib = mib as usize * 1024;
+        self.body_kib = Arc::new(Semaphore::new(self.budget_kib));
+        self.decoded_kib = Arc::new(Semaphore::new(self.budget_kib));
         self
     }
 

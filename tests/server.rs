@@ -418,6 +418,46 @@ async fn deep_reviews_wait_for_one_of_their_few_slots_and_others_are_not_held_up
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
 }
 
+/// A review takes from a second budget what it will take decoded, estimated from its values
+/// (a small body of many values decodes to many times its size): it waits for that room before
+/// it is decoded, and one larger than the whole budget is judged alone.
+#[tokio::test]
+async fn a_review_of_many_values_waits_for_room_to_decode_and_few_values_do_not() {
+    let h = start().await;
+    let all_but_one_mib = (bindguard::server::DEFAULT_MAX_REVIEW_MIB - 1) * 1024;
+    let held = h
+        .app
+        .decoded_kib
+        .clone()
+        .acquire_many_owned(all_but_one_mib);
+    let held = held.await.unwrap();
+    let post = |uid: &str, annotations: Value| {
+        let mut sent = review(uid, "CREATE", binding("doclet"), Value::Null);
+        sent["request"]["object"]["metadata"]["annotations"] = annotations;
+        h.post(
+            "/validate?timeout=1s",
+            JSON,
+            serde_json::to_vec(&sent).unwrap(),
+        )
+    };
+    let long = json!({"pad": "x".repeat(300_000)});
+    let (status, answer) = post("few", long).await;
+    assert_eq!(status, 200, "300 KB in one value fit: {answer}");
+    let many: serde_json::Map<String, Value> =
+        (0..30_000).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let many = Value::Object(many);
+    let (status, answer) = post("many", many.clone()).await;
+    assert_eq!(
+        status, 429,
+        "30,000 values do not fit in the 1 MiB left: {answer}"
+    );
+    h.assert_healthy().await;
+    drop(held);
+    let (status, answer) = post("many", many).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["response"]["uid"], "many");
+}
+
 #[tokio::test]
 async fn when_every_review_slot_is_taken_the_next_is_refused_429_at_once_and_healthz_answers() {
     let h = start_with(1, holding_judge).await;

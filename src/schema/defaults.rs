@@ -16,6 +16,9 @@ use std::ptr;
 
 /// Schema-node visits (plus nodes of inserted defaults) allowed for one value.
 pub const MAX_STEPS: usize = 1_000_000;
+/// Bytes of defaults (strings and keys, 16 per node besides) inserted into one value: a small
+/// object whose items each get a large default would otherwise grow to gigabytes.
+pub const MAX_DEFAULT_BYTES: usize = 1 << 20;
 /// Levels of value nesting plus `$ref`/`allOf` hops under which a schema still applies.
 pub const MAX_DEPTH: usize = 1_000;
 /// `$ref` hops followed when looking up a property's `default`.
@@ -49,6 +52,7 @@ pub fn apply_within(schema: &Value, value: &Value, budget: Budget) -> Result<Val
         root: schema,
         steps: 0,
         scanned: 0,
+        inserted: 0,
         budget,
         in_place: HashSet::new(),
         refs: HashMap::new(),
@@ -69,6 +73,8 @@ struct Walk<'s> {
     steps: usize,
     /// Bytes run through patterns so far.
     scanned: usize,
+    /// Bytes of defaults inserted so far.
+    inserted: usize,
     budget: Budget,
     /// (schema, value node) pairs being applied, to stop `$ref` cycles that do not descend.
     in_place: HashSet<(*const Value, *const Value)>,
@@ -272,7 +278,15 @@ impl<'s> Walk<'s> {
         let Some(default) = missing.then(|| self.find_default(property)).flatten() else {
             return Ok(());
         };
-        self.step(node_count(default, MAX_STEPS))?;
+        let (nodes, bytes) = size_of(default, MAX_STEPS, MAX_DEFAULT_BYTES);
+        self.step(nodes)?;
+        self.inserted = self.inserted.saturating_add(bytes);
+        if self.inserted > MAX_DEFAULT_BYTES {
+            return Err(SchemaError(format!(
+                "applying this schema's defaults would add more than {MAX_DEFAULT_BYTES} bytes \
+                 to the value"
+            )));
+        }
         fields.insert(name.to_owned(), default.clone());
         Ok(())
     }
@@ -299,21 +313,29 @@ impl<'s> Walk<'s> {
 }
 
 /// Nodes in `value`, counted up to `limit`.
-fn node_count(value: &Value, limit: usize) -> usize {
-    let mut count = 0;
+/// Nodes and bytes of `value` (strings and keys, 16 per node besides), counted until either
+/// passes its limit.
+fn size_of(value: &Value, node_limit: usize, byte_limit: usize) -> (usize, usize) {
+    const NODE_BYTES: usize = 16;
+    let (mut nodes, mut bytes) = (0usize, 0usize);
     let mut pending = vec![value];
     while let Some(node) = pending.pop() {
-        count += 1;
-        if count > limit {
+        nodes += 1;
+        bytes += NODE_BYTES;
+        if nodes > node_limit || bytes > byte_limit {
             break;
         }
         match node {
+            Value::String(text) => bytes += text.len(),
             Value::Array(items) => pending.extend(items),
-            Value::Object(fields) => pending.extend(fields.values()),
+            Value::Object(fields) => {
+                bytes += fields.keys().map(String::len).sum::<usize>();
+                pending.extend(fields.values());
+            }
             _ => {}
         }
     }
-    count
+    (nodes, bytes)
 }
 
 fn members<'s>(keywords: &'s Map<String, Value>, keyword: &str) -> &'s [Value] {
@@ -437,6 +459,30 @@ mod tests {
             error.0.contains("steps") || error.0.contains("levels"),
             "{error}"
         );
+    }
+
+    /// A 4 KB value whose 1,000 items each get ten 100 KB defaults grew to about 1 GB per check.
+    #[test]
+    fn defaults_that_would_grow_a_small_value_past_a_mebibyte_are_refused() {
+        let big = "x".repeat(100_000);
+        let properties: Map<String, Value> = (0..10)
+            .map(|i| (format!("p{i}"), json!({"type": "string", "default": big})))
+            .collect();
+        let schema = json!({"type":"object","properties":{"a":{"type":"array",
+            "items":{"type":"object","properties":properties}}}});
+        let compiled = compiled(&schema);
+        let few = json!({"a": [{}]});
+        assert_eq!(
+            compiled
+                .with_defaults(&few)
+                .map(|v| v["a"][0]["p9"] == big.as_str()),
+            Ok(true)
+        );
+        let many = json!({"a": vec![json!({}); 1_000]});
+        let error = compiled
+            .with_defaults(&many)
+            .expect_err("too many bytes of defaults");
+        assert!(error.0.contains("1048576 bytes"), "{error}");
     }
 
     #[test]

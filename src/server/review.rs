@@ -5,7 +5,7 @@
 use super::App;
 use super::authorize::{self, Authorizer};
 use super::duration;
-use crate::admission::{self, Nesting, ReviewError};
+use crate::admission::{self, Nesting, ReviewError, Shape};
 use crate::head::Head;
 use crate::judge::{Judged, ProjectCheck};
 use crate::metrics::RequestLabels;
@@ -77,7 +77,15 @@ pub async fn handle(
         Ok(read) => read,
         Err(unread) => return not_read(&app, unread, started),
     };
-    let answer = answer(route, app.clone(), body.clone(), started, budget);
+    let shape = admission::shape_of(&body);
+    let _decoding = match &shape {
+        Ok(shape) => match decoding_room(&app, shape, started + within).await {
+            Ok(permit) => Some(permit),
+            Err(unread) => return not_read(&app, unread, started),
+        },
+        Err(_) => None,
+    };
+    let answer = answer(route, app.clone(), body.clone(), shape, started, budget);
     match AssertUnwindSafe(answer).catch_unwind().await {
         Ok(response) => response,
         Err(_) => unjudged(route, &app, &body, Unjudged::Panicked, started),
@@ -89,6 +97,7 @@ async fn answer(
     route: Route,
     app: Arc<App>,
     body: Bytes,
+    shape: Result<Shape, ReviewError>,
     started: Instant,
     budget: Duration,
 ) -> Response {
@@ -97,7 +106,7 @@ async fn answer(
     };
     let deadline = started + budget;
     let phase = route.phase();
-    let nesting = admission::nesting_of(&body);
+    let nesting = shape.map(|shape| shape.nesting);
     let answered = match nesting {
         Ok(Nesting::Shallow) if body.len() <= IN_PLACE_BODY_BYTES => {
             judge_in_place(&app, phase, &body)
@@ -396,6 +405,23 @@ async fn read_body(
             held.merge(room(app, needed - held.num_permits(), until).await?);
         }
         read.extend_from_slice(&data);
+    }
+}
+
+/// Takes what the decoded review will take from the decoding budget (all of it at most, so that
+/// any review can be judged, alone), waiting until `until` for room. A budget of its own: bodies
+/// being read never wait for it, so none holds the other up.
+async fn decoding_room(
+    app: &App,
+    shape: &Shape,
+    until: Instant,
+) -> Result<OwnedSemaphorePermit, Unread> {
+    let needed = kib(shape.decoded_bytes()).min(app.budget_kib);
+    let wanted = u32::try_from(needed).unwrap_or(u32::MAX);
+    let taken = app.decoded_kib.clone().acquire_many_owned(wanted);
+    match tokio::time::timeout_at(until, taken).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) | Err(_) => Err(Unread::NoRoom),
     }
 }
 
