@@ -250,12 +250,14 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
 }
 
 /// Logs at info (RUST_LOG overrides); rustls' own warnings about clients, such as an IP
-/// address sent as SNI, are noise for a webhook and stay at debug. Panics are logged too.
+/// address sent as SNI, are noise for a webhook, and kube-client's quote whole responses
+/// (object values) that fail to decode: both only from error up. Panics are logged too.
 /// Lines go to stderr through [`logs::Queue`]; dropping the returned guard writes out what is
 /// queued.
 fn init_logs(format: LogFormat, metrics: &Metrics) -> anyhow::Result<LogsWritten> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,rustls=error,kube_client=error")
+    });
     let (queue, writer) = logs::Queue::start(std::io::stderr(), logs::QUEUE_BYTES)
         .context("starting the log writer")?;
     let counted = queue.clone();
