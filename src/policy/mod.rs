@@ -256,11 +256,31 @@ fn with_decoded<'a, T: DeserializeOwned>(
             )],
             ..Decision::default()
         },
+        Err(_) if leaves_unreadable_spec_alone::<T>(review) => Decision {
+            warnings: vec![format!(
+                "{} {:?} could not be read by bindguard; this update leaves its spec as it was \
+                 and is not judged",
+                review.kind.kind,
+                review.object_name()
+            )],
+            ..Decision::default()
+        },
         Err(denial) => Decision {
             denial: Some(denial),
             ..Decision::default()
         },
     }
+}
+
+/// An UPDATE of an object that could not be read before either, whose spec it does not change
+/// (labels or status, say): refusing it would refuse the object's old state, not the update.
+fn leaves_unreadable_spec_alone<T: DeserializeOwned>(review: &AdmissionRequest) -> bool {
+    let (Operation::Update, Some(new), Some(old)) =
+        (review.operation, &review.object, &review.old_object)
+    else {
+        return false;
+    };
+    new.get("spec") == old.get("spec") && T::deserialize(old).is_err()
 }
 
 /// An UPDATE that changes nothing any rule reads: only metadata other than labels (finalizers,

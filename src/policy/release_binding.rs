@@ -1189,6 +1189,41 @@ spec:
         assert_clean(&status_update(json!([]), gone));
     }
 
+    /// An object stored with a field of the wrong type (a CRD looser than ours) can still have
+    /// its labels and status changed; a spec change still has to be readable.
+    #[test]
+    fn an_unreadable_binding_can_be_labelled_but_not_respecced() {
+        let judge_with = |review: &AdmissionRequest, references| {
+            in_world(references, |ctx| {
+                crate::policy::decide(crate::policy::Phase::Validate, review, ctx)
+            })
+        };
+        let mut old = binding("b", json!({}));
+        old["spec"]["environment"] = json!({"name": "development"});
+        let mut labelled = old.clone();
+        labelled["metadata"]["labels"] = json!({"team": "a"});
+        let decision = judge_with(
+            &review("UPDATE", labelled, old.clone(), None),
+            References::Warn,
+        );
+        assert!(decision.allowed(), "{decision:?}");
+        assert!(
+            decision.warnings[0].contains("is not judged"),
+            "{decision:?}"
+        );
+        let mut status = old.clone();
+        status["status"] = json!({"outputs": []});
+        let decision = judge_with(
+            &review("UPDATE", status, old.clone(), Some("status")),
+            References::Warn,
+        );
+        assert!(decision.allowed(), "{decision:?}");
+        let mut respecced = old.clone();
+        respecced["spec"]["environment"] = json!({"name": "production"});
+        let decision = judge_with(&review("UPDATE", respecced, old, None), References::Warn);
+        assert_eq!(decision.denial.map(|d| d.code), Some(DenyCode::BadRequest));
+    }
+
     fn delete(spec: Value) -> Decision {
         judge_with(
             &review("DELETE", Value::Null, binding("b", spec), None),
