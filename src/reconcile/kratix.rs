@@ -62,9 +62,11 @@ impl Follow for Promises {
             return Ok(());
         }
         // The view keeps no spec; the revision copies it.
-        let api: Api<Promise> = Api::all(ctx.client.clone());
-        match api.get_opt(key).await? {
-            Some(promise) if promise.metadata.deletion_timestamp.is_none() => {
+        let Some(text) = get_text::<Promise>(&ctx.client, key).await? else {
+            return Ok(());
+        };
+        match decode::<Promise>(&text)? {
+            promise if promise.metadata.deletion_timestamp.is_none() => {
                 reconcile_promise(&promise, ctx).await
             }
             _ => Ok(()),
@@ -312,7 +314,6 @@ pub fn updated(live: &PromiseRevision, desired: &PromiseRevision) -> PromiseRevi
 /// deep to decode whole still counts, and blocks no other Promise); the one revision to write
 /// is read whole.
 async fn reconcile_promise(promise: &Promise, ctx: &Ctx) -> Result<(), Error> {
-    let api: Api<PromiseRevision> = Api::all(ctx.client.clone());
     let all: Vec<PromiseRevision> = ctx
         .view
         .all_promise_revisions()
@@ -321,8 +322,12 @@ async fn reconcile_promise(promise: &Promise, ctx: &Ctx) -> Result<(), Error> {
         .collect();
     let desired = desired_revision(promise, &ids(&all));
     let name = desired.name_any();
-    let live = match api.get_opt(&name).await? {
-        None => create_revision(&api, promise, &desired, ctx).await?,
+    let live = match get_text::<PromiseRevision>(&ctx.client, &name).await? {
+        Some(text) => Some(decode::<PromiseRevision>(&text)?),
+        None => None,
+    };
+    let live = match live {
+        None => create_revision(promise, &desired, ctx).await?,
         Some(live) if live.spec.promise_ref.name != desired.spec.promise_ref.name => {
             // The view had not seen it yet when the name was chosen.
             return Err(Error::Other(format!(
@@ -330,17 +335,19 @@ async fn reconcile_promise(promise: &Promise, ctx: &Ctx) -> Result<(), Error> {
                 live.spec.promise_ref.name
             )));
         }
-        Some(live) => write_revision(&api, promise, &live, &desired, ctx).await?,
+        Some(live) => write_revision(promise, &live, &desired, ctx).await?,
     };
     if !live.status.as_ref().is_some_and(|s| s.latest) {
-        set_latest_status(&api, &name, true).await?;
+        set_latest_status(&ctx.client, &name, true).await?;
     }
     let promise_name = promise.name_any();
     for sibling in demoted(&all, &promise_name, &name) {
         let patch = json!({"metadata": {"labels": {LABEL_LATEST_REVISION: null}}});
-        api.patch(&sibling, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        set_latest_status(&api, &sibling, false).await?;
+        let request = revisions_request()
+            .patch(&sibling, &PatchParams::default(), &Patch::Merge(&patch))
+            .map_err(|e| Error::Other(e.to_string()))?;
+        ctx.client.request_text(request).await?;
+        set_latest_status(&ctx.client, &sibling, false).await?;
         let note = format!("PromiseRevision {sibling} is no longer the latest; {name} is");
         let related = all.iter().find(|r| r.name_any() == sibling);
         let related = related.map(|r| r.object_ref(&()));
@@ -351,13 +358,32 @@ async fn reconcile_promise(promise: &Promise, ctx: &Ctx) -> Result<(), Error> {
     Ok(())
 }
 
+/// Requests on PromiseRevisions, sent and answered as text: a revision holds a copy of its
+/// Promise's spec, nested as deep as the API server allows, deeper than kube's decoder reads.
+fn revisions_request() -> kube::core::Request {
+    kube::core::Request::new(PromiseRevision::url_path(&(), None))
+}
+
+/// Sends `request` and decodes its answer at any depth.
+async fn revision_answer(
+    client: &Client,
+    request: Result<axum::http::Request<Vec<u8>>, kube::core::request::Error>,
+) -> Result<PromiseRevision, Error> {
+    let request = request.map_err(|e| Error::Other(e.to_string()))?;
+    decode(&client.request_text(request).await?)
+}
+
+fn body_of(revision: &PromiseRevision) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(revision).map_err(|e| Error::Other(e.to_string()))
+}
+
 async fn create_revision(
-    api: &Api<PromiseRevision>,
     promise: &Promise,
     desired: &PromiseRevision,
     ctx: &Ctx,
 ) -> Result<PromiseRevision, Error> {
-    let created = api.create(&PostParams::default(), desired).await?;
+    let request = revisions_request().create(&PostParams::default(), body_of(desired)?);
+    let created = revision_answer(&ctx.client, request).await?;
     let note = format!(
         "created PromiseRevision {} for version {:?}",
         created.name_any(),
@@ -376,7 +402,6 @@ async fn create_revision(
 }
 
 async fn write_revision(
-    api: &Api<PromiseRevision>,
     promise: &Promise,
     live: &PromiseRevision,
     desired: &PromiseRevision,
@@ -386,9 +411,9 @@ async fn write_revision(
         return Ok(live.clone());
     };
     let name = live.name_any();
-    let written = api
-        .replace(&name, &PostParams::default(), &updated(live, desired))
-        .await?;
+    let body = body_of(&updated(live, desired))?;
+    let request = revisions_request().replace(&name, &PostParams::default(), body);
+    let written = revision_answer(&ctx.client, request).await?;
     let (reason, note) = match change {
         Change::Spec => (
             "RevisionUpdated",
@@ -405,14 +430,17 @@ async fn write_revision(
     Ok(written)
 }
 
-async fn set_latest_status(
-    api: &Api<PromiseRevision>,
-    name: &str,
-    latest: bool,
-) -> Result<(), Error> {
+async fn set_latest_status(client: &Client, name: &str, latest: bool) -> Result<(), Error> {
     let patch = json!({"status": {"latest": latest}});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    let request = revisions_request()
+        .patch_subresource(
+            "status",
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .map_err(|e| Error::Other(e.to_string()))?;
+    client.request_text(request).await?;
     Ok(())
 }
 
@@ -543,7 +571,7 @@ fn retiring(text: &str, meta: ObjectMeta) -> Result<Retiring, Error> {
 }
 
 fn decode<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
-    serde_json::from_str(text).map_err(|e| Error::Other(format!("cannot be read: {e}")))
+    super::decode_deep(text).map_err(|e| Error::Other(format!("cannot be read: {e}")))
 }
 
 /// GETs the cluster-scoped `K` named `name` as text; `None` when it is gone.
@@ -648,6 +676,30 @@ pub async fn latest_version(ctx: &Ctx, promise: &str) -> Result<Option<String>, 
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    /// The loop's copy of a Promise into its revision, at the deepest nesting the API server
+    /// stores, on a stack the size of the runtime's threads: read, copied, written, read back,
+    /// compared and dropped without overflowing it.
+    #[test]
+    fn a_promise_as_deep_as_the_api_server_stores_is_copied_on_a_worker_stack() {
+        let depth = 10_000;
+        let text = format!(
+            r#"{{"apiVersion":"platform.kratix.io/v1alpha1","kind":"Promise","metadata":{{"name":"deep","labels":{{"kratix.io/promise-version":"v1"}}}},"spec":{{"dependencies":[{}"bottom"{}]}}}}"#,
+            r#"{"a":"#.repeat(depth),
+            "}".repeat(depth)
+        );
+        let worker = std::thread::Builder::new().stack_size(crate::schema::JUDGE_THREAD_STACK);
+        let copied = worker.spawn(move || {
+            let promise: Promise = decode(&text).expect("read at any depth");
+            let revision = desired_revision(&promise, &[]);
+            let body = body_of(&revision).expect("written");
+            let back: PromiseRevision = decode(std::str::from_utf8(&body).unwrap()).unwrap();
+            let same = change(&back, &revision).is_none();
+            drop((promise, revision, back));
+            same
+        });
+        assert!(copied.unwrap().join().expect("no overflow"));
+    }
 
     #[test]
     fn a_revision_too_deep_to_decode_whole_is_read_for_its_cleanup() {

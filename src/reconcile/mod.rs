@@ -135,8 +135,8 @@ pub fn finalizer_removed(at: usize, finalizer: &str) -> Vec<Value> {
 }
 
 /// Every `K` the API server lists under `params` (in `namespace`, or in every namespace), each
-/// decoded on its own, so an object that does not decode (nested past the decoder's 128 levels,
-/// a field of the wrong type) is named rather than failing the list as a whole.
+/// decoded on its own, so an object that does not decode (a field of the wrong type) is named
+/// rather than failing the list as a whole.
 pub async fn list_each<K>(
     client: &Client,
     namespace: Option<&str>,
@@ -191,14 +191,14 @@ where
         #[serde(default)]
         items: Vec<Box<serde_json::value::RawValue>>,
     }
-    // Capturing an item's raw text has no depth limit; decoding it has.
+    // Capturing an item's raw text has no depth limit.
     let items: Items = serde_json::from_str(listed).map_err(|e| Error::Other(e.to_string()))?;
     let mut out = Decoded {
         read: Vec::new(),
         unreadable: Vec::new(),
     };
     for raw in items.items {
-        match serde_json::from_str::<K>(raw.get()) {
+        match decode_deep::<K>(raw.get()) {
             Ok(object) => out.read.push(object),
             Err(error) => {
                 let meta = crate::cluster::facts::identity(raw.get());
@@ -209,6 +209,18 @@ where
         }
     }
     Ok(out)
+}
+
+/// Decodes an API answer at any nesting the API server stores (serde_json, and so kube's own
+/// client, stop at 128 levels), on a stack grown for it when this one runs low. Dropping the
+/// result recurses too, but far less deeply than decoding: a worker's stack holds it.
+pub fn decode_deep<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+    const RED_ZONE: usize = 16 << 20;
+    stacker::maybe_grow(RED_ZONE, crate::admission::REVIEW_STACK_BYTES, || {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        deserializer.disable_recursion_limit();
+        T::deserialize(&mut deserializer).and_then(|value| deserializer.end().map(|()| value))
+    })
 }
 
 /// The current time as Kubernetes writes it in conditions.

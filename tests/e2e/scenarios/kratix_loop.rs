@@ -22,6 +22,7 @@ pub const SCENARIOS: &[Scenario] = &[
     scenario!(a_request_with_a_long_name_gets_a_labelled_binding),
     scenario!(bindings_are_named_as_kratix_names_them_and_twins_each_get_one),
     scenario!(a_deeply_nested_request_does_not_blind_the_loop),
+    scenario!(a_deeply_nested_promise_gets_its_revision),
     scenario!(an_unreadable_promise_leaves_the_other_offers_served),
 ];
 
@@ -731,6 +732,48 @@ fn bindings_are_named_as_kratix_names_them_and_twins_each_get_one(c: &Cluster) {
     }
 }
 
+/// A Promise whose spec nests far deeper than kube's decoder reads (128 levels) still gets its
+/// revision, a copy of that spec: the loop reads and writes revisions as text.
+fn a_deeply_nested_promise_gets_its_revision(c: &Cluster) {
+    let mut nested = serde_json::json!("bottom");
+    for _ in 0..3_000 {
+        nested = serde_json::json!({ "a": nested });
+    }
+    let promise = serde_json::json!({
+        "apiVersion": "platform.kratix.io/v1alpha1", "kind": "Promise",
+        "metadata": {"name": "kl-deep-promise", "labels": {"kratix.io/promise-version": "v1"}},
+        "spec": {"dependencies": [nested]},
+    });
+    c.kubectl
+        .run_with_stdin(&["create", "-f", "-"], Some(&promise.to_string()))
+        .ok();
+    let revision = ["promiserevision", "kl-deep-promise-v1"];
+    // jsonpath: the revision is too deep for the test's own JSON decoder.
+    wait_for(c, "the deep Promise's revision, latest", || {
+        let path = "jsonpath={.spec.version}/{.metadata.labels.kratix\\.io/latest-revision}/{.status.latest}";
+        let out = c
+            .kubectl
+            .run(&["get", revision[0], revision[1], "-o", path]);
+        expect(out.stdout.trim().to_string(), "v1/true/true")
+    });
+    let copied = c
+        .kubectl
+        .run(&["get", revision[0], revision[1], "-o", "json"]);
+    assert_eq!(
+        copied.stdout.matches("bottom").count(),
+        1,
+        "the whole spec is copied"
+    );
+    // Gone before the next scenario lists revisions, as a Promise deletion would take it.
+    c.kubectl
+        .run(&["delete", "promise", "kl-deep-promise"])
+        .ok();
+    let as_gc = format!("--as={GARBAGE_COLLECTOR}");
+    c.kubectl
+        .run(&["delete", revision[0], revision[1], &as_gc])
+        .ok();
+}
+
 /// Item 4 of the hardening: a request nested 150 levels deep is read metadata-only, so it
 /// neither fails the request watch nor its initial list after a restart: it is bound, and so
 /// is a new request after the restart.
@@ -833,7 +876,8 @@ fn an_unreadable_promise_leaves_the_other_offers_served(c: &Cluster) {
                     .ok_or_else(|| "still there".to_string())
             },
         );
-        // The revision that does not decode is still finalized, and still let go when deleted.
+        // The hand-made revision is finalized, and let go when deleted once its Promise is gone
+        // (the loop reads the deep Promise and keeps its revision the latest until then).
         wait_for(
             c,
             "the unreadable revision to get the loop's finalizer",
@@ -849,6 +893,7 @@ fn an_unreadable_promise_leaves_the_other_offers_served(c: &Cluster) {
                 )
             },
         );
+        c.kubectl.run(&["delete", "promise", "kl-nested"]).ok();
         let deleted = c
             .kubectl
             .run(&["delete", "promiserevision", "kl-nested-v1", "--wait=false"]);
@@ -861,7 +906,8 @@ fn an_unreadable_promise_leaves_the_other_offers_served(c: &Cluster) {
     }));
     // Gone whatever happened above, so no later scenario meets it.
     c.without_webhooks(|| {
-        c.kubectl.run(&["delete", "promise", "kl-nested"]).ok();
+        let promise = ["delete", "promise", "kl-nested", "--ignore-not-found"];
+        c.kubectl.run(&promise).ok();
         let revision = ["promiserevision", "kl-nested-v1", "--ignore-not-found"];
         c.kubectl.run(&[&["delete"][..], &revision].concat()).ok();
     });
