@@ -10,6 +10,8 @@ pub const OUTPUTS_RESOLVED: &str = "OutputsResolved";
 pub const READY: &str = "Ready";
 pub const FINALIZING: &str = "Finalizing";
 pub const VERSION_RESOLVED: &str = "VersionResolved";
+/// Kratix's own condition on a ResourceBinding, kept beside ours for tools that wait on it.
+pub const UPGRADE_SUCCEEDED: &str = "UpgradeSucceeded";
 pub const RETAIN_HOLD_MESSAGE: &str = "retainPolicy=Retain; finalizer held until cleared manually";
 
 pub use crate::policy::referents::Facts;
@@ -231,6 +233,22 @@ pub fn same(a: &[Condition], b: &[Condition]) -> bool {
     a.len() == b.len() && a.iter().all(|c| b.contains(c))
 }
 
+/// Kratix's UpgradeSucceeded condition for a binding whose version resolved to `resolved`, or
+/// failed to (`wanted` is what it asked for): the loop applies a version as soon as it resolves.
+pub fn upgrade(resolved: Option<&str>, wanted: &str, g: Option<i64>) -> Condition {
+    match resolved {
+        Some(v) => {
+            let message = format!("version {v:?} is applied");
+            cond(UPGRADE_SUCCEEDED, "True", "UpgradeComplete", message, g)
+        }
+        None => {
+            let message =
+                format!("version {wanted:?} has no PromiseRevision; see {VERSION_RESOLVED}");
+            cond(UPGRADE_SUCCEEDED, "False", "UpgradeFailed", message, g)
+        }
+    }
+}
+
 /// The VersionResolved condition for a ResourceBinding: `Ok(version)` resolved, or the
 /// condition saying which versions exist.
 pub fn resolve_version(
@@ -441,6 +459,26 @@ mod tests {
         let (c, v) = resolve_version("redis", "v9", &vs, None, None);
         assert_eq!((c.reason.as_str(), v), ("RevisionNotFound", None));
         assert!(c.message.contains("\"v9\"") && c.message.contains("v0.1.0, v0.2.0"));
+        let applied = upgrade(Some("v0.2.0"), "latest", Some(3));
+        let read = |c: &Condition| (c.type_.clone(), c.status.clone(), c.reason.clone());
+        assert_eq!(
+            read(&applied),
+            (
+                "UpgradeSucceeded".into(),
+                "True".into(),
+                "UpgradeComplete".into()
+            )
+        );
+        assert_eq!(applied.observed_generation, Some(3));
+        let failed = upgrade(None, "v9", None);
+        assert_eq!(
+            read(&failed),
+            (
+                "UpgradeSucceeded".into(),
+                "False".into(),
+                "UpgradeFailed".into()
+            )
+        );
     }
 
     const T1: &str = "2026-12-07T10:00:00Z";

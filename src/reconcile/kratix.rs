@@ -629,12 +629,24 @@ async fn reconcile_binding(
         generation,
     );
     let old = binding.status.clone().unwrap_or_default();
-    let conditions = merge(&old.conditions, vec![condition.clone()], &super::now());
+    let wanted = &binding.spec.version;
+    let upgrade = super::conditions::upgrade(resolved.as_deref(), wanted, generation);
+    let conditions = merge(
+        &old.conditions,
+        vec![condition.clone(), upgrade],
+        &super::now(),
+    );
     let applied = resolved.clone().or(old.last_applied_version.clone());
-    if same(&old.conditions, &conditions) && applied == old.last_applied_version {
+    let failed = resolved.is_none().then(|| wanted.clone());
+    if same(&old.conditions, &conditions)
+        && applied == old.last_applied_version
+        && failed == old.failed_version
+    {
         return Ok(());
     }
-    let patch = json!({"status": {"conditions": conditions, "lastAppliedVersion": applied}});
+    let patch = json!({"status": {
+        "conditions": conditions, "lastAppliedVersion": applied, "failedVersion": failed,
+    }});
     api.patch_status(
         &binding.name_any(),
         &PatchParams::default(),

@@ -475,9 +475,13 @@ mod tests {
         let names =
             |read: Vec<Promise>| -> Vec<String> { read.iter().map(|p| p.name_any()).collect() };
         let listed: Decoded<Promise> = decode_each(&listed).expect("the list reads");
-        assert_eq!(listed.unreadable.len(), 2);
+        assert_eq!(
+            listed.unreadable.len(),
+            1,
+            "depth is read, a wrong type is not"
+        );
         assert!(
-            listed.unreadable[0].starts_with("/deep: "),
+            listed.unreadable[0].starts_with("/typo: "),
             "{:?}",
             listed.unreadable
         );
@@ -486,8 +490,8 @@ mod tests {
             unreadable: listed.unreadable.clone(),
         };
         let refused = all.all().expect_err("a decision on the whole list refuses");
-        assert!(refused.to_string().contains("Promise /deep"), "{refused}");
-        assert_eq!(names(listed.readable()), ["redis"]);
+        assert!(refused.to_string().contains("Promise /typo"), "{refused}");
+        assert_eq!(names(listed.readable()), ["deep", "redis"]);
         assert!(decode_each::<Promise>("not json").is_err());
     }
 }

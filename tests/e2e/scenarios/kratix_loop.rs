@@ -717,6 +717,14 @@ fn bindings_are_named_as_kratix_names_them_and_twins_each_get_one(c: &Cluster) {
         binding["metadata"]["labels"]["team"], "payments",
         "{binding}"
     );
+    // Kratix's own condition beside ours, for tools that wait on it.
+    wait_for(c, "UpgradeSucceeded on the binding", || {
+        let path = r#"jsonpath={.status.conditions[?(@.type=="UpgradeSucceeded")].status}/{.status.conditions[?(@.type=="UpgradeSucceeded")].reason}/{.status.lastAppliedVersion}"#;
+        let out = c
+            .kubectl
+            .run(&["get", "resourcebinding", &name, "-n", &ns, "-o", path]);
+        expect(out.stdout.trim().to_string(), "True/UpgradeComplete/v1")
+    });
     let twins = ["a", "b"].map(|end| format!("{}-{end}", "twin".repeat(15)));
     assert_eq!(
         bindguard::naming::binding_name(&twins[0], "kl-names"),
