@@ -472,34 +472,39 @@ fn crds() -> anyhow::Result<()> {
 fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let _logs = init_logs(args.log_format, &metrics)?;
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .context("connecting to the cluster (kubeconfig or in-cluster)")?;
-        let admin = tokio::net::TcpListener::bind(args.admin_addr)
-            .await
-            .with_context(|| format!("binding {}", args.admin_addr))?;
-        let shown = metrics.clone();
-        let routes = axum::Router::new()
-            .route("/healthz", axum::routing::get(|| async { "ok" }))
-            .route(
-                "/metrics",
-                axum::routing::get(move || std::future::ready(shown.render(&[]))),
-            );
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let plain = tokio::spawn(server::serve_plain(
-            admin,
-            routes,
-            stopped.clone(),
-            ADMIN_GRACE,
-        ));
-        let view = Arc::new(live::start(client.clone(), metrics.clone()));
-        let reconciler = tokio::spawn(reconcile::run(client, metrics, view, stopped));
-        server::termination().await;
-        let _ = stop.send(true);
-        let _ = tokio::join!(reconciler, plain);
-        Ok(())
-    })
+    // Deep objects (a Promise nested 10,000 levels) are copied, compared and dropped here too.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(crate::schema::JUDGE_THREAD_STACK)
+        .build()?
+        .block_on(async {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the cluster (kubeconfig or in-cluster)")?;
+            let admin = tokio::net::TcpListener::bind(args.admin_addr)
+                .await
+                .with_context(|| format!("binding {}", args.admin_addr))?;
+            let shown = metrics.clone();
+            let routes = axum::Router::new()
+                .route("/healthz", axum::routing::get(|| async { "ok" }))
+                .route(
+                    "/metrics",
+                    axum::routing::get(move || std::future::ready(shown.render(&[]))),
+                );
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let plain = tokio::spawn(server::serve_plain(
+                admin,
+                routes,
+                stopped.clone(),
+                ADMIN_GRACE,
+            ));
+            let view = Arc::new(live::start(client.clone(), metrics.clone()));
+            let reconciler = tokio::spawn(reconcile::run(client, metrics, view, stopped));
+            server::termination().await;
+            let _ = stop.send(true);
+            let _ = tokio::join!(reconciler, plain);
+            Ok(())
+        })
 }
 
 fn promote(args: PromoteArgs) -> anyhow::Result<()> {

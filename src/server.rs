@@ -32,7 +32,7 @@ pub const DEFAULT_MAX_REVIEWS: usize = 32;
 /// otherwise, and as many of decoded reviews: well inside the Deployment's 512 MiB.
 pub const DEFAULT_MAX_REVIEW_MIB: u32 = 16;
 /// Reviews nested deeper than 128 levels judged at once: one at the API server's limit of
-/// 10,000 levels touches about 10 MB of its own stack while it is decoded and judged.
+/// 10,000 levels touches about 30 MB of its own stack while it is decoded and judged.
 pub const DEEP_REVIEWS_AT_ONCE: usize = 2;
 
 /// Turns a request body into a judged review; [`crate::judge::judge`] in production.

@@ -291,11 +291,21 @@ async fn a_slow_body_is_cut_off_within_the_api_servers_timeout_and_says_when() {
     assert!(answer.contains("not received within 1.6s"), "{answer}");
 }
 
-/// A client that stops in the middle of the HTTP/2 preface holds its connection no longer than
-/// a slow HTTP/1.1 request's headers may take.
+/// A client that stops in the middle of the HTTP/2 preface, or after it without a request
+/// (never answering the server's GOAWAY and ping), holds its connection no longer than a slow
+/// HTTP/1.1 request's headers may take.
 #[tokio::test]
 async fn a_connection_stopped_in_the_http2_preface_is_closed_after_the_header_timeout() {
     let h = start().await;
+    let whole = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let silent = async {
+        let mut stream = h.tls_stream(b"h2").await;
+        tokio::io::AsyncWriteExt::write_all(&mut stream, whole)
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest).await;
+    };
     let mut stream = h.tls_stream(b"h2").await;
     tokio::io::AsyncWriteExt::write_all(&mut stream, b"PRI * HTTP/2.0\r\n")
         .await
@@ -304,7 +314,8 @@ async fn a_connection_stopped_in_the_http2_preface_is_closed_after_the_header_ti
     let closed = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest);
     let limit = bindguard::server::FIRST_REQUEST_TIMEOUT + Duration::from_secs(5);
     assert!(limit < bindguard::server::IDLE_TIMEOUT);
-    let _ = within(limit, "the connection to be closed", closed).await;
+    let both = futures::future::join(closed, silent);
+    let _ = within(limit, "both connections to be closed", both).await;
     h.assert_healthy().await;
 }
 
@@ -420,7 +431,8 @@ async fn deep_reviews_wait_for_one_of_their_few_slots_and_others_are_not_held_up
 
 /// A review takes from a second budget what it will take decoded, estimated from its values
 /// (a small body of many values decodes to many times its size): it waits for that room before
-/// it is decoded, and one larger than the whole budget is judged alone.
+/// it is decoded (refused 429 with its uid when none frees up), and one larger than the whole
+/// budget is judged alone.
 #[tokio::test]
 async fn a_review_of_many_values_waits_for_room_to_decode_and_few_values_do_not() {
     let h = start().await;
@@ -447,8 +459,14 @@ async fn a_review_of_many_values_waits_for_room_to_decode_and_few_values_do_not(
         (0..30_000).map(|i| (format!("k{i}"), json!("v"))).collect();
     let many = Value::Object(many);
     let (status, answer) = post("many", many.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    let refused = &answer["response"];
     assert_eq!(
-        status, 429,
+        refused["uid"], "many",
+        "the body was read: its uid is echoed"
+    );
+    assert_eq!(
+        refused["status"]["code"], 429,
         "30,000 values do not fit in the 1 MiB left: {answer}"
     );
     h.assert_healthy().await;
@@ -456,6 +474,7 @@ async fn a_review_of_many_values_waits_for_room_to_decode_and_few_values_do_not(
     let (status, answer) = post("many", many).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["response"]["uid"], "many");
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
 }
 
 #[tokio::test]
@@ -519,6 +538,33 @@ async fn judging_past_the_api_servers_timeout_is_answered_504_before_it() {
     );
     drop(held);
     h.assert_healthy().await;
+}
+
+/// A review answered 504 at its deadline while still being judged keeps its room in the body
+/// budgets until judging ends: abandoned work still holds the memory it uses.
+#[tokio::test]
+async fn a_review_past_its_deadline_keeps_its_budget_until_judging_ends() {
+    let h = start_with(4, holding_judge).await;
+    let held = gate::hold("held-large");
+    let mut sent = review(&held.uid, "CREATE", binding("doclet"), Value::Null);
+    let many: serde_json::Map<String, Value> =
+        (0..30_000).map(|i| (format!("k{i}"), json!("v"))).collect();
+    sent["request"]["object"]["metadata"]["annotations"] = Value::Object(many);
+    let body = serde_json::to_vec(&sent).unwrap();
+    let (status, answer) = h.post("/validate?timeout=1s", JSON, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["response"]["status"]["code"], 504, "{answer}");
+    let budget = h.app.budget_kib;
+    assert!(
+        h.app.decoded_kib.available_permits() < budget,
+        "still held after the answer"
+    );
+    drop(held);
+    wait_until("the room given back", Duration::from_secs(10), || async {
+        h.app.decoded_kib.available_permits() == budget
+            && h.app.body_kib.available_permits() == budget
+    })
+    .await;
 }
 
 fn panicking_judge(

@@ -256,10 +256,10 @@ fn with_decoded<'a, T: DeserializeOwned>(
             )],
             ..Decision::default()
         },
-        Err(_) if leaves_unreadable_spec_alone::<T>(review) => Decision {
+        Err(_) if changes_only_metadata_of_unreadable::<T>(review) => Decision {
             warnings: vec![format!(
-                "{} {:?} could not be read by bindguard; this update leaves its spec as it was \
-                 and is not judged",
+                "{} {:?} could not be read by bindguard; this update changes only its \
+                 metadata and is not judged",
                 review.kind.kind,
                 review.object_name()
             )],
@@ -272,15 +272,17 @@ fn with_decoded<'a, T: DeserializeOwned>(
     }
 }
 
-/// An UPDATE of an object that could not be read before either, whose spec it does not change
-/// (labels or status, say): refusing it would refuse the object's old state, not the update.
-fn leaves_unreadable_spec_alone<T: DeserializeOwned>(review: &AdmissionRequest) -> bool {
+/// An UPDATE of an object that could not be read before either, which changes only its
+/// metadata (labels, say): refusing it would refuse the object's old state, not the update.
+/// Spec and status writes are still judged (a status may publish outputs the rules guard).
+fn changes_only_metadata_of_unreadable<T: DeserializeOwned>(review: &AdmissionRequest) -> bool {
     let (Operation::Update, Some(new), Some(old)) =
         (review.operation, &review.object, &review.old_object)
     else {
         return false;
     };
-    new.get("spec") == old.get("spec") && T::deserialize(old).is_err()
+    let same = |field: &str| new.get(field) == old.get(field);
+    same("spec") && same("status") && T::deserialize(old).is_err()
 }
 
 /// An UPDATE that changes nothing any rule reads: only metadata other than labels (finalizers,

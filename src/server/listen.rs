@@ -25,6 +25,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A new connection whose first request has not begun by then is closed: a client that stops
 /// in the HTTP/2 preface or its first headers holds nothing longer than [`HEADER_TIMEOUT`].
 pub const FIRST_REQUEST_TIMEOUT: Duration = HEADER_TIMEOUT;
+/// How long an idle connection may take to close once asked (an HTTP/2 peer that never
+/// answers the GOAWAY's ping would otherwise hold it until the keep-alive timeout).
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// HTTP/2: ping a quiet connection this often, and drop it when a ping goes unanswered for
 /// [`PING_TIMEOUT`].
 const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -189,6 +192,8 @@ impl Connection {
         let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
         tokio::pin!(conn);
         let mut closing = false;
+        // An idle connection asked to close is dropped if its peer never answers the GOAWAY.
+        let mut dropped_at = None;
         loop {
             tokio::select! {
                 result = conn.as_mut() => {
@@ -204,9 +209,22 @@ impl Connection {
                 () = activity.idle_for(FIRST_REQUEST_TIMEOUT, IDLE_TIMEOUT), if !closing => {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
+                    dropped_at = Some(Instant::now() + IDLE_CLOSE_GRACE);
+                }
+                () = sleep_until_some(dropped_at) => {
+                    tracing::debug!("an idle connection did not close in time; dropping it");
+                    return;
                 }
             }
         }
+    }
+}
+
+/// Resolves at `at`, or never.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -54,6 +54,8 @@ impl Route {
 #[derive(Debug, Clone, Copy)]
 enum Unjudged {
     Busy,
+    /// No room in the decoded-review budget by the deadline.
+    NoRoom,
     TimedOut(Duration),
     Panicked,
 }
@@ -73,24 +75,37 @@ pub async fn handle(
         return malformed(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE, message, started);
     }
     let within = budget.min(BODY_TIMEOUT);
-    let (body, _held) = match read_body(&app, &headers, &mut request, started, within).await {
+    let (body, read) = match read_body(&app, &headers, &mut request, started, within).await {
         Ok(read) => read,
         Err(unread) => return not_read(&app, unread, started),
     };
     let shape = admission::shape_of(&body);
-    let _decoding = match &shape {
+    let decoded = match &shape {
         Ok(shape) => match decoding_room(&app, shape, started + within).await {
-            Ok(permit) => Some(permit),
-            Err(unread) => return not_read(&app, unread, started),
+            Ok(permit) => permit,
+            Err(()) => return unjudged(route, &app, &body, Unjudged::NoRoom, started),
         },
         Err(_) => None,
     };
-    let answer = answer(route, app.clone(), body.clone(), shape, started, budget);
+    let held: Held = (read, decoded);
+    let answer = answer(
+        route,
+        app.clone(),
+        body.clone(),
+        shape,
+        held,
+        started,
+        budget,
+    );
     match AssertUnwindSafe(answer).catch_unwind().await {
         Ok(response) => response,
         Err(_) => unjudged(route, &app, &body, Unjudged::Panicked, started),
     }
 }
+
+/// The room a review holds in the body budgets (read, decoded) until judging ends, even past
+/// its deadline.
+type Held = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
 
 /// Judges `body` if a review slot is free, answering by `started + budget` either way.
 async fn answer(
@@ -98,15 +113,30 @@ async fn answer(
     app: Arc<App>,
     body: Bytes,
     shape: Result<Shape, ReviewError>,
+    held: Held,
     started: Instant,
     budget: Duration,
 ) -> Response {
+    let deadline = started + budget;
+    let nesting = shape.map(|shape| shape.nesting);
+    // A deep review waits for its slot before it takes a review slot, never holding one idle.
+    let deep = match nesting {
+        Ok(Nesting::Deep) => {
+            let slot = app.deep_reviews.clone().acquire_owned();
+            match tokio::time::timeout_at(deadline, slot).await {
+                Ok(Ok(slot)) => Some(slot),
+                Ok(Err(_)) | Err(_) => {
+                    let why = Unjudged::TimedOut(budget);
+                    return unjudged(route, &app, &body, why, started);
+                }
+            }
+        }
+        _ => None,
+    };
     let Ok(permit) = app.reviews.clone().try_acquire_owned() else {
         return unjudged(route, &app, &body, Unjudged::Busy, started);
     };
-    let deadline = started + budget;
     let phase = route.phase();
-    let nesting = shape.map(|shape| shape.nesting);
     let answered = match nesting {
         Ok(Nesting::Shallow) if body.len() <= IN_PLACE_BODY_BYTES => {
             judge_in_place(&app, phase, &body)
@@ -119,20 +149,8 @@ async fn answer(
             answered
         }
         None => {
-            let deep = match nesting {
-                Ok(Nesting::Deep) => {
-                    let slot = app.deep_reviews.clone().acquire_owned();
-                    match tokio::time::timeout_at(deadline, slot).await {
-                        Ok(Ok(slot)) => Some(slot),
-                        Ok(Err(_)) | Err(_) => {
-                            let why = Unjudged::TimedOut(budget);
-                            return unjudged(route, &app, &body, why, started);
-                        }
-                    }
-                }
-                _ => None,
-            };
-            let task = judge_off_thread(phase, app.clone(), body.clone(), (permit, deep));
+            let held = (permit, deep, held);
+            let task = judge_off_thread(phase, app.clone(), body.clone(), held);
             match tokio::time::timeout_at(deadline, task).await {
                 Ok(Ok(answered)) => answered,
                 Ok(Err(_)) => return unjudged(route, &app, &body, Unjudged::Panicked, started),
@@ -209,7 +227,7 @@ fn judge_off_thread(
     phase: Phase,
     app: Arc<App>,
     body: Bytes,
-    permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    permits: impl Send + 'static,
 ) -> tokio::task::JoinHandle<Answered> {
     tokio::task::spawn_blocking(move || {
         let _permits = permits;
@@ -278,6 +296,10 @@ fn unjudged(route: Route, app: &App, body: &[u8], why: Unjudged, started: Instan
             );
             "busy"
         }
+        Unjudged::NoRoom => {
+            tracing::warn!("refused: the reviews being judged leave no room to decode this one");
+            "busy"
+        }
         Unjudged::TimedOut(budget) => {
             tracing::warn!(
                 ?budget,
@@ -309,6 +331,12 @@ fn refused(uid: &str, app: &App, why: Unjudged) -> Value {
                 app.max_reviews
             ),
         ),
+        Unjudged::NoRoom => (
+            429,
+            "TooManyRequests",
+            "bindguard is judging as many large reviews as its memory budget allows; retry shortly"
+                .into(),
+        ),
         Unjudged::TimedOut(budget) => (
             504,
             "Timeout",
@@ -326,7 +354,7 @@ fn refused(uid: &str, app: &App, why: Unjudged) -> Value {
 
 fn allowed_unchecked(uid: &str, why: Unjudged) -> Value {
     let cause = match why {
-        Unjudged::Busy => "was too busy",
+        Unjudged::Busy | Unjudged::NoRoom => "was too busy",
         Unjudged::TimedOut(_) => "ran out of time",
         Unjudged::Panicked => "failed (internal error)",
     };
@@ -408,20 +436,27 @@ async fn read_body(
     }
 }
 
+/// Reviews estimated to decode to less than this take no room in the decoded-review budget:
+/// the review slots bound them (32 x 256 KiB), and they never queue behind a large one.
+const SMALL_DECODED_BYTES: usize = 256 << 10;
+
 /// Takes what the decoded review will take from the decoding budget (all of it at most, so that
-/// any review can be judged, alone), waiting until `until` for room. A budget of its own: bodies
-/// being read never wait for it, so none holds the other up.
+/// any review can be judged, alone), waiting until `until` for room; nothing for a small review.
+/// A budget of its own: bodies being read never wait for it, so none holds the other up.
 async fn decoding_room(
     app: &App,
     shape: &Shape,
     until: Instant,
-) -> Result<OwnedSemaphorePermit, Unread> {
+) -> Result<Option<OwnedSemaphorePermit>, ()> {
+    if shape.decoded_bytes() < SMALL_DECODED_BYTES {
+        return Ok(None);
+    }
     let needed = kib(shape.decoded_bytes()).min(app.budget_kib);
     let wanted = u32::try_from(needed).unwrap_or(u32::MAX);
     let taken = app.decoded_kib.clone().acquire_many_owned(wanted);
     match tokio::time::timeout_at(until, taken).await {
-        Ok(Ok(permit)) => Ok(permit),
-        Ok(Err(_)) | Err(_) => Err(Unread::NoRoom),
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        Ok(Err(_)) | Err(_) => Err(()),
     }
 }
 
