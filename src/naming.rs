@@ -22,11 +22,23 @@ pub fn seed_revision_name(promise: &str, version: &str) -> String {
 /// and digits) so that the name fits in [`MAX_NAME`].
 fn fitted(front: &str, suffix: &str) -> String {
     let keep = MAX_NAME.saturating_sub(suffix.len() + 1);
-    let front = match front.char_indices().nth(keep) {
-        Some((at, _)) => front[..at].trim_end_matches(|c: char| !c.is_ascii_alphanumeric()),
-        None => front,
+    let front = match front.chars().count() > keep {
+        true => trimmed(first_chars(front, keep)),
+        false => front,
     };
     format!("{front}-{suffix}")
+}
+
+/// The first `n` characters of `text`.
+fn first_chars(text: &str, n: usize) -> &str {
+    text.char_indices()
+        .nth(n)
+        .map_or(text, |(at, _)| &text[..at])
+}
+
+/// `text` without its trailing characters other than letters and digits.
+fn trimmed(text: &str) -> &str {
+    text.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
 }
 
 fn version_or_not_set(version: &str) -> &str {
@@ -60,11 +72,7 @@ pub fn revision_name(promise: &str, version: &str, existing: &[RevisionId]) -> S
     if !existing.iter().any(|r| r.name == seed) {
         return seed;
     }
-    let digest = format!(
-        "{:x}",
-        md5::compute(format!("{promise}/{version}").as_bytes())
-    );
-    fitted(promise, &digest[..10])
+    fitted(promise, &md5_hex(&format!("{promise}/{version}"), 10))
 }
 
 /// Promise names that could own a revision called `name`: every prefix of it that ends before
@@ -75,8 +83,14 @@ pub fn possible_owners(name: &str) -> impl Iterator<Item = &str> {
 
 /// The first five hex digits of the MD5 of `text`.
 pub fn short_hash(text: &str) -> String {
-    let digest = format!("{:x}", md5::compute(text.as_bytes()));
-    digest[..5].to_string()
+    md5_hex(text, 5)
+}
+
+/// The first `digits` hex digits of the MD5 of `text` (at most 32).
+fn md5_hex(text: &str, digits: usize) -> String {
+    let mut digest = format!("{:x}", md5::compute(text.as_bytes()));
+    digest.truncate(digits);
+    digest
 }
 
 /// Kratix's deterministic object name for `text`: cut to its first 56 characters when longer
@@ -90,14 +104,10 @@ pub fn kratix_name(text: &str) -> String {
 /// The part of [`kratix_name`] before its hash.
 fn kratix_front(text: &str) -> &str {
     const KEPT: usize = 63 - 1 - 5;
-    let front = match text.char_indices().nth(KEPT) {
-        Some(_) => text
-            .char_indices()
-            .nth(KEPT - 1)
-            .map_or(text, |(at, _)| &text[..at]),
-        None => text,
-    };
-    front.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+    match text.chars().count() > KEPT {
+        true => trimmed(first_chars(text, KEPT - 1)),
+        false => trimmed(text),
+    }
 }
 
 /// The name the loop gives the binding of `request` of `promise`, as Kratix names it:
@@ -110,12 +120,9 @@ pub fn binding_name(request: &str, promise: &str) -> String {
 /// request names alike in their first 56 characters): the same front, then 10 hex digits of
 /// the MD5 of `<namespace>/<request>/<promise>`.
 pub fn distinct_binding_name(request: &str, promise: &str, namespace: &str) -> String {
-    let text = format!("{request}-{promise}");
-    let digest = format!(
-        "{:x}",
-        md5::compute(format!("{namespace}/{request}/{promise}").as_bytes())
-    );
-    format!("{}-{}", kratix_front(&text), &digest[..10])
+    let front = kratix_front(&format!("{request}-{promise}")).to_owned();
+    let digest = md5_hex(&format!("{namespace}/{request}/{promise}"), 10);
+    format!("{front}-{digest}")
 }
 
 /// Whether `name` is a valid DNS subdomain (RFC 1123): lower-case alphanumerics, `-` and `.`,

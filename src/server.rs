@@ -86,12 +86,13 @@ impl App {
             judge: crate::judge::judge,
             reviews: Arc::new(Semaphore::new(max_reviews)),
             max_reviews,
-            body_kib: Arc::new(Semaphore::new(DEFAULT_MAX_REVIEW_MIB as usize * 1024)),
-            decoded_kib: Arc::new(Semaphore::new(DEFAULT_MAX_REVIEW_MIB as usize * 1024)),
-            budget_kib: DEFAULT_MAX_REVIEW_MIB as usize * 1024,
+            body_kib: Arc::new(Semaphore::new(0)),
+            decoded_kib: Arc::new(Semaphore::new(0)),
+            budget_kib: 0,
             deep_reviews: Arc::new(Semaphore::new(DEEP_REVIEWS_AT_ONCE)),
             authorizer: None,
         }
+        .with_body_budget(DEFAULT_MAX_REVIEW_MIB)
     }
 
     /// Holds at most `mib` MiB of request bodies, and as many of decoded reviews, at once.

@@ -146,6 +146,14 @@ async fn invalid_utf8_is_refused_400() {
 }
 
 #[tokio::test]
+async fn a_body_nested_deeper_than_the_api_server_allows_is_refused_400() {
+    let h = start().await;
+    let levels = bindguard::admission::MAX_REVIEW_DEPTH + 1;
+    let body = format!("{}{}", "[".repeat(levels), "]".repeat(levels)).into_bytes();
+    refused(&h, JSON, body, 400, "nested more than").await;
+}
+
+#[tokio::test]
 async fn a_wrong_content_type_is_refused_415() {
     let h = start().await;
     refused(&h, "text/plain", b"{}".to_vec(), 415, "application/json").await;

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// The largest AdmissionReview accepted; the API server's own limit is about 3 MiB per object.
@@ -79,13 +79,17 @@ pub async fn handle(
         Ok(read) => read,
         Err(unread) => return not_read(&app, unread, started),
     };
-    let shape = admission::shape_of(&body);
-    let decoded = match &shape {
-        Ok(shape) => match decoding_room(&app, shape, started + within).await {
-            Ok(permit) => permit,
-            Err(()) => return unjudged(route, &app, &body, Unjudged::NoRoom, started),
-        },
-        Err(_) => None,
+    let shape = match admission::shape_of(&body) {
+        Ok(shape) => shape,
+        // Too deep to decode: refused here, not handed to the blocking pool to find out again.
+        Err(error) => {
+            let (response, verdict, _) = respond(&body, Err(error));
+            app.metrics.request(&verdict, started.elapsed());
+            return response;
+        }
+    };
+    let Ok(decoded) = decoding_room(&app, &shape, started + within).await else {
+        return unjudged(route, &app, &body, Unjudged::NoRoom, started);
     };
     let held: Held = (read, decoded);
     let answer = answer(
@@ -112,16 +116,15 @@ async fn answer(
     route: Route,
     app: Arc<App>,
     body: Bytes,
-    shape: Result<Shape, ReviewError>,
+    shape: Shape,
     held: Held,
     started: Instant,
     budget: Duration,
 ) -> Response {
     let deadline = started + budget;
-    let nesting = shape.map(|shape| shape.nesting);
     // A deep review waits for its slot before it takes a review slot, never holding one idle.
-    let deep = match nesting {
-        Ok(Nesting::Deep) => {
+    let deep = match shape.nesting {
+        Nesting::Deep => {
             let slot = app.deep_reviews.clone().acquire_owned();
             match tokio::time::timeout_at(deadline, slot).await {
                 Ok(Ok(slot)) => Some(slot),
@@ -131,16 +134,14 @@ async fn answer(
                 }
             }
         }
-        _ => None,
+        Nesting::Shallow => None,
     };
     let Ok(permit) = app.reviews.clone().try_acquire_owned() else {
         return unjudged(route, &app, &body, Unjudged::Busy, started);
     };
     let phase = route.phase();
-    let answered = match nesting {
-        Ok(Nesting::Shallow) if body.len() <= IN_PLACE_BODY_BYTES => {
-            judge_in_place(&app, phase, &body)
-        }
+    let answered = match shape.nesting {
+        Nesting::Shallow if body.len() <= IN_PLACE_BODY_BYTES => judge_in_place(&app, phase, &body),
         _ => None,
     };
     let (response, verdict, project_check) = match answered {
@@ -452,12 +453,10 @@ async fn decoding_room(
         return Ok(None);
     }
     let needed = kib(shape.decoded_bytes()).min(app.budget_kib);
-    let wanted = u32::try_from(needed).unwrap_or(u32::MAX);
-    let taken = app.decoded_kib.clone().acquire_many_owned(wanted);
-    match tokio::time::timeout_at(until, taken).await {
-        Ok(Ok(permit)) => Ok(Some(permit)),
-        Ok(Err(_)) | Err(_) => Err(()),
-    }
+    take(&app.decoded_kib, needed, until)
+        .await
+        .map(Some)
+        .ok_or(())
 }
 
 /// KiB, rounded up, and at least one.
@@ -467,12 +466,14 @@ fn kib(bytes: usize) -> usize {
 
 /// Takes `kib` KiB from the body budget, waiting until `until` for room.
 async fn room(app: &App, kib: usize, until: Instant) -> Result<OwnedSemaphorePermit, Unread> {
+    take(&app.body_kib, kib, until).await.ok_or(Unread::NoRoom)
+}
+
+/// Takes `kib` KiB from `budget`, waiting until `until` for room.
+async fn take(budget: &Arc<Semaphore>, kib: usize, until: Instant) -> Option<OwnedSemaphorePermit> {
     let wanted = u32::try_from(kib).unwrap_or(u32::MAX);
-    let taken = app.body_kib.clone().acquire_many_owned(wanted);
-    match tokio::time::timeout_at(until, taken).await {
-        Ok(Ok(permit)) => Ok(permit),
-        Ok(Err(_)) | Err(_) => Err(Unread::NoRoom),
-    }
+    let taken = budget.clone().acquire_many_owned(wanted);
+    tokio::time::timeout_at(until, taken).await.ok()?.ok()
 }
 
 /// The answer to a body that was not read, counted and logged by why.
