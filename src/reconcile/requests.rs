@@ -213,11 +213,13 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The request controllers of one leadership term: exactly one per offered kind. Dropping the
-/// registry aborts them all; [`Registry::stop_all`] also waits until they have stopped.
+/// The request controllers of one leadership term: exactly one per offered kind, and for each
+/// kind no Promise offers any more, the task that lets its requests go ([`retire`]). Dropping
+/// the registry aborts them all; [`Registry::stop_all`] also waits until they have stopped.
 pub struct Registry {
     ctx: Arc<Ctx>,
     running: Mutex<BTreeMap<KindKey, Running>>,
+    retiring: Mutex<BTreeMap<KindKey, tokio::task::JoinHandle<()>>>,
 }
 
 impl Registry {
@@ -225,13 +227,16 @@ impl Registry {
         Registry {
             ctx,
             running: Mutex::new(BTreeMap::new()),
+            retiring: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// Starts, restarts or stops controllers so that each kind in `wanted` has one controller,
-    /// for the Promise and API version that offers it now, and no other kind has any.
+    /// for the Promise and API version that offers it now, and no other kind has any. A kind
+    /// that leaves `wanted` has its requests let go; one offered again stops that.
     pub fn sync(&self, wanted: &BTreeMap<KindKey, Offer>) {
-        let Ok(mut running) = self.running.lock() else {
+        let (Ok(mut running), Ok(mut retiring)) = (self.running.lock(), self.retiring.lock())
+        else {
             return;
         };
         running.retain(|key, r| {
@@ -240,7 +245,20 @@ impl Registry {
                 tracing::info!(group = %key.0, kind = %key.1, promise = %r.offer.promise, "stopping request controller");
                 r.task.abort();
             }
+            if !wanted.contains_key(key) {
+                let task = tokio::spawn(retire(self.ctx.clone(), r.offer.clone()));
+                if let Some(earlier) = retiring.insert(key.clone(), task) {
+                    earlier.abort();
+                }
+            }
             keep
+        });
+        retiring.retain(|key, task| {
+            let offered = wanted.contains_key(key);
+            if offered {
+                task.abort();
+            }
+            !offered && !task.is_finished()
         });
         for (key, offer) in wanted {
             if running.contains_key(key) {
@@ -259,13 +277,18 @@ impl Registry {
             Ok(mut running) => std::mem::take(&mut *running).into_values().collect(),
             Err(_) => Vec::new(),
         };
+        let retiring: Vec<_> = match self.retiring.lock() {
+            Ok(mut retiring) => std::mem::take(&mut *retiring).into_values().collect(),
+            Err(_) => Vec::new(),
+        };
         for r in &tasks {
             let (group, kind) = (&r.offer.api.group, &r.offer.api.kind);
             tracing::info!(%group, %kind, promise = %r.offer.promise, "stopping request controller");
             r.task.abort();
         }
-        for r in tasks {
-            let _ = r.task.await;
+        retiring.iter().for_each(|task| task.abort());
+        for task in tasks.into_iter().map(|r| r.task).chain(retiring) {
+            let _ = task.await;
         }
     }
 }
@@ -275,6 +298,98 @@ impl Drop for Registry {
         if let Ok(running) = self.running.lock() {
             running.values().for_each(|r| r.task.abort());
         }
+        if let Ok(retiring) = self.retiring.lock() {
+            retiring.values().for_each(|task| task.abort());
+        }
+    }
+}
+
+/// Lets the requests of a kind no Promise offers any more go, since no controller keeps their
+/// finalizer's promise now: each one being deleted loses its bindings of `offer.promise`, then
+/// the finalizer; every other one loses the finalizer, so deleting it later (or its CRD, or its
+/// namespace) never waits for a controller that is not coming. Their bindings stay: those
+/// pinned to a revision are deleted with it ([`super::kratix`]), with their requests. Retried
+/// with backoff until done, or until the kind is offered again.
+async fn retire(ctx: Arc<Ctx>, offer: Offer) {
+    let (group, kind, promise) = (&offer.api.group, &offer.api.kind, &offer.promise);
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match release_all(&ctx, &offer).await {
+            Ok(0) => return,
+            Ok(released) => {
+                tracing::info!(%group, %kind, %promise, released, "no Promise offers the kind any more: its requests were let go");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%group, %kind, %promise, %error, "could not let the requests of a kind no Promise offers go; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// What letting go takes for one request of a retired kind.
+#[derive(Debug, PartialEq)]
+pub enum Letting {
+    /// Not ours to hold.
+    Nothing,
+    /// Remove the finalizer.
+    Release,
+    /// Being deleted: delete its bindings, then remove the finalizer.
+    Finalize,
+}
+
+/// What letting go of `request` takes.
+pub fn letting(request: &ObjectMeta) -> Letting {
+    let mut held = request.finalizers.iter().flatten();
+    match (
+        held.any(|f| f == REQUEST_FINALIZER),
+        request.deletion_timestamp.is_some(),
+    ) {
+        (false, _) => Letting::Nothing,
+        (true, false) => Letting::Release,
+        (true, true) => Letting::Finalize,
+    }
+}
+
+/// Lets every request of `offer`'s kind go ([`retire`]); how many held our finalizer.
+async fn release_all(ctx: &Ctx, offer: &Offer) -> Result<usize, Error> {
+    let client = &ctx.client;
+    let ar = &offer.api;
+    let mut released = 0;
+    for request in requests_of(client, ar).await? {
+        let (ns, name) = (request.namespace().unwrap_or_default(), request.name_any());
+        match letting(&request.metadata) {
+            Letting::Nothing => continue,
+            Letting::Release => {}
+            Letting::Finalize => {
+                let (api, found) = bindings_of(client, &offer.promise, &ns, &name).await?;
+                for binding in found {
+                    delete_binding(&api, &binding).await?;
+                }
+            }
+        }
+        let api: Api<Request> = Api::namespaced_with(client.clone(), &ns, ar);
+        drop_finalizer(&api, &request.metadata).await?;
+        released += 1;
+    }
+    Ok(released)
+}
+
+/// Every request of kind `ar`, metadata only; none when the kind is not served (its CRD gone).
+async fn requests_of(client: &Client, ar: &ApiResource) -> Result<Vec<Request>, Error> {
+    let url = DynamicObject::url_path(ar, None);
+    let list = kube::core::Request::new(url)
+        .list_metadata(&ListParams::default())
+        .map_err(|e| Error::Other(e.to_string()))?;
+    match client
+        .request::<kube::core::ObjectList<Request>>(list)
+        .await
+    {
+        Ok(listed) => Ok(listed.items),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -621,20 +736,25 @@ pub async fn release_request(
     let Some(request) = api.get_metadata_opt(name).await? else {
         return Ok(());
     };
-    let finalizers = request.finalizers();
-    if request.metadata.deletion_timestamp.is_none()
-        || !finalizers.iter().any(|f| f == REQUEST_FINALIZER)
-    {
-        return Ok(());
+    match letting(&request.metadata) {
+        Letting::Finalize => drop_finalizer(&api, &request.metadata).await,
+        _ => Ok(()),
     }
-    let kept: Vec<&String> = finalizers
+}
+
+/// Removes the request finalizer from `request`, conditional on the resourceVersion read.
+async fn drop_finalizer(api: &Api<Request>, request: &ObjectMeta) -> Result<(), Error> {
+    let kept: Vec<&String> = request
+        .finalizers
         .iter()
+        .flatten()
         .filter(|f| *f != REQUEST_FINALIZER)
         .collect();
     let patch = json!({"metadata": {
         "finalizers": kept,
-        "resourceVersion": request.resource_version(),
+        "resourceVersion": request.resource_version,
     }});
+    let name = request.name.as_deref().unwrap_or_default();
     match api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -648,6 +768,20 @@ pub async fn release_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retired_kind_releases_held_requests_and_finalizes_deleted_ones() {
+        let meta = |finalizers: &[&str], deleting: bool| ObjectMeta {
+            finalizers: Some(finalizers.iter().map(|f| f.to_string()).collect()),
+            deletion_timestamp: deleting.then(|| Time(k8s_openapi::jiff::Timestamp::now())),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(letting(&meta(&["other.dev/x"], true)), Letting::Nothing);
+        assert_eq!(letting(&ObjectMeta::default()), Letting::Nothing);
+        let held = [REQUEST_FINALIZER, "other.dev/x"];
+        assert_eq!(letting(&meta(&held, false)), Letting::Release);
+        assert_eq!(letting(&meta(&held, true)), Letting::Finalize);
+    }
 
     #[test]
     fn a_request_nested_deeper_than_serde_allows_is_read() {

@@ -516,6 +516,7 @@ const REQUEST_GROUPS: &[&str] = &[
     "ld.example.dev",
     "other.example.dev",
     "db.kl.example.dev",
+    "cache.kl.example.dev",
     "deep.kl.example.dev",
     "long.kl.example.dev",
     "names.kl.example.dev",

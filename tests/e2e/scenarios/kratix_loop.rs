@@ -12,6 +12,7 @@ use std::time::Duration;
 /// This area's scenarios, in order: `scenario!(function)` for each `fn function(c: &Cluster)`.
 pub const SCENARIOS: &[Scenario] = &[
     scenario!(deleting_a_promise_deletes_its_requests),
+    scenario!(requests_of_a_kind_no_promise_offers_are_let_go),
     scenario!(a_same_version_update_replaces_the_revision_spec),
     scenario!(a_kind_is_served_by_the_promise_that_offers_it_now),
     scenario!(each_kind_is_watched_once_per_process),
@@ -274,6 +275,67 @@ fn deleting_a_promise_deletes_its_requests(c: &Cluster) {
         } else {
             Err(format!("{seen:?}"))
         }
+    });
+}
+
+const CACHE: (&str, &str, &str) = ("cache.kl.example.dev", "Cache", "caches");
+
+/// A Promise deleted while a request has no binding (the version it remembers does not exist)
+/// used to leave that request holding `kratix.io/resource-binding-cleanup` with no controller
+/// to remove it: deleting it hung. Once no Promise offers the kind, every request
+/// of it is let go; one pinned to a revision is still deleted with that revision.
+fn requests_of_a_kind_no_promise_offers_are_let_go(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("kl-retire");
+    let (group, kind, plural) = CACHE;
+    install_crd(c, group, kind, plural, V1ALPHA1);
+    let api = Some((group, kind, plural, V1ALPHA1));
+    c.kubectl
+        .apply("default", &promise_yaml("kl-cache", "v1", api, ""));
+    wait_revisions(c, "kl-cache", "kl-cache-v1=v1/true/true");
+    let request = request_yaml(&format!("{group}/v1alpha1"), kind, "alpha");
+    c.kubectl.apply(&ns, &request);
+    let unpinned = request_yaml(&format!("{group}/v1alpha1"), kind, "gamma").replace(
+        "  name: gamma\n",
+        "  name: gamma\n  annotations:\n    bindguard.dev/bound-version: v9\n",
+    );
+    c.kubectl.apply(&ns, &unpinned);
+    wait_bindings(c, &ns, "alpha", "kl-cache@v1");
+    let finalizers = |name: &str| {
+        let path = "jsonpath={.metadata.finalizers}";
+        let out = c.kubectl.run(&["get", plural, name, "-n", &ns, "-o", path]);
+        out.stdout.trim().to_string()
+    };
+    // gamma's binding is refused (v9 is no version of the Promise): it holds the finalizer
+    // with no binding, as a request does before its Promise has a revision.
+    wait_for(c, "gamma held without a binding", || {
+        let seen = format!("{} {:?}", finalizers("gamma"), bindings_of(c, &ns, "gamma"));
+        expect(seen, r#"["kratix.io/resource-binding-cleanup"] """#)
+    });
+    c.kubectl.run(&["delete", "promise", "kl-cache"]).ok();
+    wait_for(c, "both requests let go", || {
+        let seen = format!("{} {}", finalizers("alpha"), finalizers("gamma"));
+        expect(seen, " ")
+    });
+    let deleted = c
+        .kubectl
+        .run(&["delete", plural, "gamma", "-n", &ns, "--timeout=30s"]);
+    assert!(deleted.success, "{}", deleted.stderr);
+    let as_gc = format!("--as={GARBAGE_COLLECTOR}");
+    let revision = [
+        "delete",
+        "promiserevision",
+        "kl-cache-v1",
+        &as_gc,
+        "--wait=false",
+    ];
+    c.kubectl.run(&revision).ok();
+    wait_for(c, "the pinned request deleted with its revision", || {
+        let there = !gone(c, &[plural, "alpha", "-n", &ns]);
+        let seen = format!(
+            "alpha there: {there}, bound: {:?}",
+            bindings_of(c, &ns, "alpha")
+        );
+        expect(seen, "alpha there: false, bound: \"\"")
     });
 }
 
