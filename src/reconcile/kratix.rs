@@ -5,7 +5,9 @@
 use super::conditions::{merge, resolve_version, same};
 use super::requests::{self, Registry};
 use super::runner::{self, Follow, Key};
-use super::{Ctx, Error, finalizer_added, finalizer_removed, guarded, list_each};
+use super::{
+    Ctx, Error, Target, finalizer_added, finalizer_removed, guarded, list_each, patch_version,
+};
 use crate::cluster::{Changed, ClusterView};
 use crate::crd::*;
 use crate::kinds::{Family, Kind};
@@ -179,7 +181,7 @@ impl Follow for Bindings {
         let api: Api<ResourceBinding> = Api::namespaced(ctx.client.clone(), ns);
         match api.get_opt(name).await? {
             Some(binding) if binding.metadata.deletion_timestamp.is_none() => {
-                reconcile_binding(&binding, &api, ctx).await
+                reconcile_binding(&binding, ctx).await
             }
             _ => Ok(()),
         }
@@ -590,7 +592,7 @@ where
 }
 
 /// Applies JSON patch `ops` to the cluster-scoped `K` named `name`, after a test that it is
-/// still at resourceVersion `version` when one is given; the answer is not decoded.
+/// still at resourceVersion `version` when one is given.
 async fn patch_text<K>(
     client: &Client,
     name: &str,
@@ -600,19 +602,17 @@ async fn patch_text<K>(
 where
     K: Resource<DynamicType = ()>,
 {
-    let patch = guarded(version, ops)?;
-    let request = kube::core::Request::new(K::url_path(&(), None))
-        .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
-        .map_err(|e| Error::Other(e.to_string()))?;
-    client.request_text(request).await?;
+    let patch = Patch::Json::<()>(guarded(version, ops)?);
+    let to = Target {
+        namespace: None,
+        name,
+        status: false,
+    };
+    patch_version::<K, ()>(client, to, &patch).await?;
     Ok(())
 }
 
-async fn reconcile_binding(
-    binding: &ResourceBinding,
-    api: &Api<ResourceBinding>,
-    ctx: &Ctx,
-) -> Result<(), Error> {
+async fn reconcile_binding(binding: &ResourceBinding, ctx: &Ctx) -> Result<(), Error> {
     let promise = &binding.spec.promise_ref.name;
     let revisions = ctx.view.promise_revisions(promise);
     let versions: Vec<String> = revisions.iter().map(|r| r.spec.version.clone()).collect();
@@ -647,12 +647,12 @@ async fn reconcile_binding(
     let patch = json!({"status": {
         "conditions": conditions, "lastAppliedVersion": applied, "failedVersion": failed,
     }});
-    api.patch_status(
-        &binding.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    let to = Target {
+        namespace: binding.metadata.namespace.as_deref(),
+        name: &binding.name_any(),
+        status: true,
+    };
+    patch_version::<ResourceBinding, _>(&ctx.client, to, &Patch::Merge(&patch)).await?;
     let related = resolved.as_ref().and_then(|v| {
         revisions
             .iter()

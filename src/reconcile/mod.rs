@@ -109,6 +109,48 @@ impl Ctx {
     }
 }
 
+/// Where a patch goes: the object `name` of kind `K` (in `namespace` when namespaced), or its
+/// `status` subresource.
+pub struct Target<'a> {
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+    pub status: bool,
+}
+
+/// Sends `patch` to `to` and reads the answer for its resourceVersion only, skipping the rest
+/// unread: an object nested past the JSON decoder's 128 levels is written and answered like any
+/// other, not counted as a failed write after it landed.
+pub async fn patch_version<K, P>(
+    client: &Client,
+    to: Target<'_>,
+    patch: &kube::api::Patch<P>,
+) -> Result<Option<String>, Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+    P: serde::Serialize + std::fmt::Debug,
+{
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta {
+        resource_version: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        metadata: Meta,
+    }
+    let request = kube::core::Request::new(K::url_path(&(), to.namespace));
+    let params = kube::api::PatchParams::default();
+    let request = match to.status {
+        true => request.patch_subresource("status", to.name, &params, patch),
+        false => request.patch(to.name, &params, patch),
+    }
+    .map_err(|e| Error::Other(e.to_string()))?;
+    let text = client.request_text(request).await?;
+    let answer: Answer = serde_json::from_str(&text)
+        .map_err(|e| Error::Other(format!("the answer to a patch of {}: {e}", to.name)))?;
+    Ok(answer.metadata.resource_version)
+}
+
 /// `ops` after a test of the resourceVersion, when one is known.
 pub fn guarded(version: Option<&str>, ops: Vec<Value>) -> Result<json_patch::Patch, Error> {
     let test = version.map(

@@ -11,13 +11,14 @@ use super::conditions::{
     self, BindingView, StatusWrite, binding_conditions, finalizing, status_write,
 };
 use super::runner::{self, Follow, Key};
-use super::{Ctx, Error, finalizer_added, finalizer_removed, guarded};
+use super::{Ctx, Error, Target, finalizer_added, finalizer_removed, guarded, patch_version};
 use crate::cluster::held::{Finalizers, Held};
 use crate::cluster::{Books, Changed, ClusterView, Listed};
 use crate::crd::*;
 use crate::kinds::{Family, Kind};
 use crate::policy::referents::{self, DELETE, RETAIN};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch};
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -97,9 +98,9 @@ async fn reconcile(ctx: &Ctx, key: &str) -> Result<(), Error> {
     let Some(mut books) = ctx.view.release_binding_books(ns, name) else {
         return Ok(());
     };
-    let api: Api<Rrb> = Api::namespaced(ctx.client.clone(), ns);
     let mut writes = Writes {
-        api: &api,
+        client: &ctx.client,
+        namespace: ns,
         name,
         version: books.binding.metadata.resource_version.clone(),
     };
@@ -137,13 +138,16 @@ fn view(b: &Rrb) -> BindingView {
 /// (then on the one the previous write answered): a write from a view that is behind fails,
 /// and the reconcile runs again after [`runner::RETRY`], instead of overwriting a finalizer or a
 /// condition someone else wrote meanwhile.
+/// The answers are read for their resourceVersion only ([`patch_version`]), so a binding nested
+/// past the JSON decoder's limit is written like any other.
 struct Writes<'a> {
-    api: &'a Api<Rrb>,
+    client: &'a Client,
+    namespace: &'a str,
     name: &'a str,
     version: Option<String>,
 }
 
-impl Writes<'_> {
+impl<'a> Writes<'a> {
     /// Adds or removes our finalizer where the view says it is (tested before it is removed).
     async fn finalizer(&mut self, held: Finalizers, present: bool) -> Result<(), Error> {
         let ops = match (present, held.ours_at) {
@@ -152,12 +156,16 @@ impl Writes<'_> {
             _ => return Ok(()),
         };
         let patch = Patch::Json::<()>(guarded(self.version.as_deref(), ops)?);
-        let written = self
-            .api
-            .patch(self.name, &PatchParams::default(), &patch)
-            .await?;
-        self.version = written.metadata.resource_version;
+        self.version = patch_version::<Rrb, _>(self.client, self.to(false), &patch).await?;
         Ok(())
+    }
+
+    fn to(&self, status: bool) -> Target<'a> {
+        Target {
+            namespace: Some(self.namespace),
+            name: self.name,
+            status,
+        }
     }
 
     /// Brings the conditions to `wanted` ([`status_write`]); writes nothing when nothing
@@ -170,21 +178,19 @@ impl Writes<'_> {
         let Some((write, after)) = status_write(held, wanted, &super::now()) else {
             return Ok(false);
         };
-        let params = PatchParams::default();
-        let written = match write {
+        let (client, to) = (self.client, self.to(true));
+        self.version = match write {
             StatusWrite::Whole(mut patch) => {
                 if let Some(version) = &self.version {
                     patch["metadata"] = json!({"resourceVersion": version});
                 }
-                let patch = Patch::Merge(&patch);
-                self.api.patch_status(self.name, &params, &patch).await?
+                patch_version::<Rrb, _>(client, to, &Patch::Merge(&patch)).await?
             }
             StatusWrite::Steps(ops) => {
                 let patch = Patch::Json::<()>(guarded(self.version.as_deref(), ops)?);
-                self.api.patch_status(self.name, &params, &patch).await?
+                patch_version::<Rrb, _>(client, to, &patch).await?
             }
         };
-        self.version = written.metadata.resource_version;
         *held = after;
         Ok(true)
     }

@@ -4,7 +4,7 @@
 use crate::cluster::facts::Seen;
 use crate::crd::{LatestRelease, Resource, ResourceReleaseBinding};
 use anyhow::bail;
-use kube::api::{Api, GetParams, Patch, PatchParams};
+use kube::api::{Api, GetParams, Patch};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -77,10 +77,13 @@ pub async fn promote(
             })
             .collect();
     let binding = binding_for(resource, env, &bindings)?.name_any();
-    let api: Api<ResourceReleaseBinding> = Api::namespaced(client, ns);
     let patch = json!({"spec": {"resourceRelease": release}});
-    api.patch(&binding, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    let to = super::Target {
+        namespace: Some(ns),
+        name: &binding,
+        status: false,
+    };
+    super::patch_version::<ResourceReleaseBinding, _>(&client, to, &Patch::Merge(&patch)).await?;
     Ok((binding, release))
 }
 

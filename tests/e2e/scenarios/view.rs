@@ -6,7 +6,10 @@ use super::*;
 use crate::wait::{self, Probe};
 
 /// This area's scenarios, in order: `scenario!(function)` for each `fn function(c: &Cluster)`.
-pub const SCENARIOS: &[Scenario] = &[scenario!(deep_objects_never_blind_the_view_nor_readiness)];
+pub const SCENARIOS: &[Scenario] = &[
+    scenario!(deep_objects_never_blind_the_view_nor_readiness),
+    scenario!(the_loop_writes_a_deep_binding_without_a_failed_reconcile),
+];
 
 /// How long the view may take to see an object.
 const VIEW_TIMEOUT: Duration = Duration::from_secs(30);
@@ -141,4 +144,44 @@ fn deep_objects_never_blind_the_view_nor_readiness(c: &Cluster) {
     }
     assert_eq!(unreadable_lines(c, &object), 2, "once per run");
     assert_eq!(unreadable_count(c, "ResourceType"), "1");
+}
+
+/// The loop's writes to a binding nested past the JSON decoder's limit land and are answered
+/// like any other: it gets its finalizer and conditions, and no reconcile of it fails (each
+/// write's answer, the whole binding, used to be decoded and fail after the write landed).
+fn the_loop_writes_a_deep_binding_without_a_failed_reconcile(c: &Cluster) {
+    let k = &c.kubectl;
+    let ns = k.create_namespace("view-deep-binding");
+    k.apply(&ns, ENVIRONMENT);
+    let deep = format!(
+        r#"{{"apiVersion":"openchoreo.dev/v1alpha1","kind":"ResourceReleaseBinding",
+            "metadata":{{"name":"tangled"}},
+            "spec":{{"owner":{{"projectName":"doclet","resourceName":"ghost"}},
+            "environment":"development","resourceTypeEnvironmentConfigs":{}}}}}"#,
+        nested(DEPTH)
+    );
+    let created = k.run_with_stdin(&["create", "-n", &ns, "-f", "-"], Some(&deep));
+    assert!(created.success, "{}", created.stderr);
+    // jsonpath: the object is too deep for the test's own JSON decoder.
+    let path = "jsonpath={.metadata.finalizers} {.status.conditions[?(@.type==\"Synced\")].reason}";
+    let want = r#"["openchoreo.dev/resourcereleasebinding-cleanup"] ResourceReleaseNotSet"#;
+    wait::until(
+        "the deep binding's finalizer and Synced",
+        VIEW_TIMEOUT,
+        || {
+            let out = k.run(&["get", "rrb", "tangled", "-n", &ns, "-o", path]);
+            let seen = out.stdout.trim().to_string();
+            Ok(match seen == want {
+                true => Probe::Ready(()),
+                false => Probe::NotYet(format!("{seen} {}", out.stderr)),
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", c.log_tails(20)));
+    let log = c.bindguard_log();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reconcile failed") && l.contains("tangled"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
 }
