@@ -134,6 +134,13 @@ impl Kind {
         &self.known().name
     }
 
+    /// Whether the loop acts on this kind's deletions (a deleted Resource takes its bindings):
+    /// the live view then also finds the deletions a relist reveals, and keeps the recent ones
+    /// for a leadership term that starts later.
+    pub fn deletion_cascades(self) -> bool {
+        self == Kind::Resource
+    }
+
     /// Which loops read this kind's changes.
     pub fn family(self) -> Family {
         match self {

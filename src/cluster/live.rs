@@ -11,7 +11,7 @@ use kube::api::{Api, ObjectMeta};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher::watcher};
 use kube::{Client, Resource};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Starts a watch per kind and returns the stores they fill. The watches run until the process
@@ -63,6 +63,7 @@ fn watch<K: Watched>(
         writer: Box::new(writer),
         unreadable: stores.unreadable.clone(),
         listing: HashMap::new(),
+        present: K::KIND.deletion_cascades().then(Present::default),
         metrics: metrics.clone(),
     };
     let metrics = metrics.clone();
@@ -93,7 +94,51 @@ struct Feed<K: Watched> {
     unreadable: Unreadables,
     /// The unreadable objects of the list in progress.
     listing: HashMap<String, Unreadable>,
+    /// For a kind whose deletions cascade: which objects exist, to tell which ones a relist no
+    /// longer shows (deleted while the watch was down).
+    present: Option<Present>,
     metrics: Arc<Metrics>,
+}
+
+/// `(namespace, name)` of an object.
+type ObjectId = (Option<String>, String);
+
+/// The objects of a kind the watch has shown, and those of the list in progress.
+#[derive(Default)]
+struct Present {
+    known: HashSet<ObjectId>,
+    listing: HashSet<ObjectId>,
+}
+
+impl Present {
+    /// Follows `event`; on a completed list, returns the objects it no longer shows.
+    fn follow<K: Watched>(&mut self, event: &Event<Seen<K>>) -> Vec<ObjectId> {
+        let id = |seen: &Seen<K>| {
+            let meta = seen.meta();
+            (
+                meta.namespace.clone(),
+                meta.name.clone().unwrap_or_default(),
+            )
+        };
+        match event {
+            Event::Init => self.listing.clear(),
+            Event::InitApply(seen) => {
+                self.listing.insert(id(seen));
+            }
+            Event::InitDone => {
+                let listed = std::mem::take(&mut self.listing);
+                let known = std::mem::replace(&mut self.known, listed);
+                return known.difference(&self.known).cloned().collect();
+            }
+            Event::Apply(seen) => {
+                self.known.insert(id(seen));
+            }
+            Event::Delete(seen) => {
+                self.known.remove(&id(seen));
+            }
+        }
+        Vec::new()
+    }
 }
 
 impl<K: Watched> Feed<K> {
@@ -114,10 +159,30 @@ impl<K: Watched> Feed<K> {
             Some((meta.namespace.clone(), meta.name.clone()?, gone, lookup))
         });
         let relisted = matches!(event, Event::InitDone);
+        let vanished = match &mut self.present {
+            Some(present) => present.follow(&event),
+            None => Vec::new(),
+        };
         self.store(event);
         let Some(changed) = &self.changed else {
             return;
         };
+        for (namespace, name) in vanished {
+            tracing::info!(
+                kind = self.kind.name(),
+                namespace,
+                name,
+                "deleted while the watch was down"
+            );
+            changed.announce(Changed {
+                kind: self.kind,
+                namespace,
+                name,
+                gone: true,
+                relisted: false,
+                lookup: None,
+            });
+        }
         if let Some((namespace, name, gone, lookup)) = announced {
             changed.announce(Changed {
                 kind: self.kind,
@@ -264,8 +329,52 @@ mod tests {
             writer: Box::new(writer),
             unreadable: stores.unreadable.clone(),
             listing: HashMap::new(),
+            present: K::KIND.deletion_cascades().then(Present::default),
             metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    #[test]
+    fn a_relist_announces_the_objects_it_no_longer_shows_as_deleted_and_keeps_them() {
+        let (writers, mut stores) = Writers::new(0);
+        stores.changed = Some(Announcer::new(8));
+        let mut deletions = stores.deletions().expect("a live view announces deletions");
+        let mut feed = feed(&stores, writers.resources);
+        let list = |feed: &mut Feed<ChoreoResource>, names: &[&str]| {
+            feed.apply(Event::Init);
+            for name in names {
+                feed.apply(Event::InitApply(seen(name, json!("doclet"), "1")));
+            }
+            feed.apply(Event::InitDone);
+        };
+        list(&mut feed, &["a", "b"]);
+        assert!(
+            deletions.try_recv().is_err(),
+            "the first list deletes nothing"
+        );
+        feed.apply(Event::Apply(seen("c", json!(12), "2")));
+        feed.apply(Event::Apply(seen("d", json!("doclet"), "3")));
+        feed.apply(Event::Delete(seen("d", json!("doclet"), "4")));
+        assert_eq!(deletions.try_recv().map(|d| d.name).ok(), Some("d".into()));
+        list(&mut feed, &["a"]);
+        let mut gone: Vec<String> = std::iter::from_fn(|| deletions.try_recv().ok())
+            .inspect(|d| assert!(d.gone && d.kind == Kind::Resource))
+            .map(|d| d.name)
+            .collect();
+        gone.sort();
+        assert_eq!(
+            gone,
+            ["b", "c"],
+            "an unreadable one too; never one deleted already"
+        );
+        assert!(stores.resource("ns", "b").is_none());
+        let recent = |since| -> Vec<String> {
+            let recent = stores.recent_deletions(since).into_iter();
+            recent.map(|d| d.name).collect()
+        };
+        assert_eq!(recent(None).len(), 3);
+        assert_eq!(recent(None)[0], "d");
+        assert!(recent(Some(std::time::Instant::now())).is_empty());
     }
 
     fn reported(feed: &Feed<ChoreoResource>) -> bool {

@@ -20,9 +20,10 @@ use crate::crd::*;
 use crate::kinds::{Family, Kind};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 use tokio::sync::broadcast;
 
 /// What policy may ask of the cluster.
@@ -100,7 +101,19 @@ pub trait ClusterView: Send + Sync {
     fn deletions(&self) -> Option<broadcast::Receiver<Changed>> {
         None
     }
+    /// The deletions of kinds whose deletions cascade ([`Kind::deletion_cascades`]) announced
+    /// after `since` and in the last [`RECENT_DELETIONS_KEPT`], oldest first: what a leadership
+    /// term that starts now missed while another replica led, or none did.
+    fn recent_deletions(&self, _since: Option<Instant>) -> Vec<Changed> {
+        Vec::new()
+    }
 }
+
+/// How long the live view keeps a cascading deletion for a term that starts later.
+pub const RECENT_DELETIONS_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// At most this many recent cascading deletions are kept (the oldest go first).
+const RECENT_DELETIONS_MAX: usize = 4096;
 
 /// An object the live view has just added, changed or forgotten; or, with `relisted`, a whole
 /// kind listed again (after a watch restart), so anything of that kind may have changed.
@@ -143,6 +156,7 @@ pub struct Announcer {
     openchoreo: broadcast::Sender<Changed>,
     kratix: broadcast::Sender<Changed>,
     deletions: broadcast::Sender<Changed>,
+    recent: Arc<std::sync::Mutex<VecDeque<(Instant, Changed)>>>,
 }
 
 impl Announcer {
@@ -152,6 +166,7 @@ impl Announcer {
             openchoreo: broadcast::channel(buffered).0,
             kratix: broadcast::channel(buffered).0,
             deletions: broadcast::channel(buffered).0,
+            recent: Arc::default(),
         }
     }
 
@@ -165,9 +180,37 @@ impl Announcer {
     pub fn announce(&self, change: Changed) {
         // No listener (no loop running here) is not an error.
         if change.gone {
+            if change.kind.deletion_cascades() {
+                self.remember(change.clone());
+            }
             let _ = self.deletions.send(change.clone());
         }
         let _ = self.channel(change.kind.family()).send(change);
+    }
+
+    fn remember(&self, deletion: Changed) {
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.push_back((Instant::now(), deletion));
+            while recent.len() > RECENT_DELETIONS_MAX {
+                recent.pop_front();
+            }
+        }
+    }
+
+    /// [`ClusterView::recent_deletions`].
+    pub fn recent_deletions(&self, since: Option<Instant>) -> Vec<Changed> {
+        let Ok(mut recent) = self.recent.lock() else {
+            return Vec::new();
+        };
+        while recent
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > RECENT_DELETIONS_KEPT)
+        {
+            recent.pop_front();
+        }
+        let after = |at: &Instant| since.is_none_or(|since| *at > since);
+        let missed = recent.iter().filter(|(at, _)| after(at));
+        missed.map(|(_, change)| change.clone()).collect()
     }
 }
 
@@ -415,6 +458,10 @@ impl ClusterView for Stores {
     }
     fn deletions(&self) -> Option<broadcast::Receiver<Changed>> {
         self.changed.as_ref().map(|a| a.deletions.subscribe())
+    }
+    fn recent_deletions(&self, since: Option<Instant>) -> Vec<Changed> {
+        let recent = self.changed.as_ref().map(|a| a.recent_deletions(since));
+        recent.unwrap_or_default()
     }
 }
 

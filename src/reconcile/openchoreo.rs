@@ -234,7 +234,9 @@ async fn finalize(books: &mut Books, writes: &mut Writes<'_>, ctx: &Ctx) -> Resu
 /// Deletes the bindings of every Resource the cluster view sees deleted. Retain bindings then
 /// show RetainHold. Deletions come on the view's channel of deletions only, are queued as they
 /// are announced and worked off beside (once the view has listed every kind), so a mass
-/// deletion never makes the listener fall behind the announcements and miss some.
+/// deletion never makes the listener fall behind the announcements and miss some. The term
+/// starts with the deletions the view saw in the last minutes ([`ClusterView::recent_deletions`]),
+/// which a term that ended, or none, may not have acted on.
 async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
     let Some(mut changes) = ctx.view.deletions() else {
         tracing::warn!(
@@ -243,6 +245,12 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
         return;
     };
     let (deleted, mut queue) = tokio::sync::mpsc::unbounded_channel();
+    let since = ctx.last_term_end.lock().ok().and_then(|end| *end);
+    for missed in ctx.view.recent_deletions(since) {
+        if missed.kind == Kind::Resource {
+            let _ = deleted.send(missed);
+        }
+    }
     let listen = async move {
         loop {
             match changes.recv().await {
@@ -268,6 +276,9 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
 }
 
 async fn delete_bindings_of(resource: &Changed, ctx: &Ctx) {
+    if exists_again(ctx.view.as_ref(), resource) {
+        return;
+    }
     for (ns, name) in of_deleted_resource(ctx.view.as_ref(), resource) {
         let Some(books) = ctx.view.release_binding_books(&ns, &name) else {
             continue;
@@ -291,6 +302,14 @@ async fn delete_bindings_of(resource: &Changed, ctx: &Ctx) {
             ),
         }
     }
+}
+
+/// Whether a Resource of the deleted one's name exists now (created again since): its bindings
+/// are then the new one's.
+fn exists_again(view: &dyn ClusterView, resource: &Changed) -> bool {
+    let ns = resource.namespace.as_deref().unwrap_or_default();
+    let name = &resource.name;
+    view.resource(ns, name).is_some() || view.unreadable("Resource", ns, name).is_some()
 }
 
 /// The bindings a deleted Resource takes with it: those in its namespace that name it and are
@@ -412,6 +431,19 @@ mod tests {
             ),
             ["a/db-dev", "a/db-prod"]
         );
+    }
+
+    #[test]
+    fn a_resource_created_again_keeps_its_bindings() {
+        let (mut writers, stores) = Writers::new(0);
+        let deleted = change(Kind::Resource, Some("a"), "db", true);
+        assert!(!exists_again(&stores, &deleted));
+        let mut again = Resource::new("db", ResourceSpec::default());
+        again.metadata.namespace = Some("a".into());
+        put(&mut writers.resources, again);
+        assert!(exists_again(&stores, &deleted));
+        let elsewhere = change(Kind::Resource, Some("b"), "db", true);
+        assert!(!exists_again(&stores, &elsewhere));
     }
 
     #[test]

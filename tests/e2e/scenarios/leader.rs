@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 pub const SCENARIOS: &[Scenario] = &[
     scenario!(a_terminated_leader_hands_over_at_once_and_a_killed_one_is_replaced),
     scenario!(handing_the_lease_away_stops_every_controller),
+    scenario!(a_resource_deleted_while_no_replica_leads_takes_its_bindings_when_one_leads),
 ];
 
 const LEASE: [&str; 4] = ["lease", "bindguard-reconcile", "-n", "bindguard-system"];
@@ -40,6 +41,41 @@ fn wait_holder(c: &Cluster, identity: &str) {
 
 fn micro_time(value: &Value) -> MicroTime {
     serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{value}: {e}"))
+}
+
+/// Replaces the Lease with one `holder` took now for an hour, as a replica that is not running
+/// would have, and waits until the main bindguard has stopped its controllers.
+fn hand_lease_away(c: &Cluster, holder_name: &str) {
+    let lost = || c.bindguard_log().matches("lost the lease").count();
+    let lost_before = lost();
+    set_lease(c, holder_name, k8s_openapi::jiff::Timestamp::now(), 3600);
+    wait_for(c, "the main bindguard to stop its controllers", || {
+        if lost() > lost_before {
+            Ok(())
+        } else {
+            Err(holder(c))
+        }
+    });
+}
+
+/// Replaces the Lease with one `holder_name` renewed at `at` for `seconds`.
+fn set_lease(c: &Cluster, holder_name: &str, at: k8s_openapi::jiff::Timestamp, seconds: i64) {
+    wait_for(c, &format!("the Lease handed to {holder_name}"), || {
+        let mut taken = lease(c);
+        let at = serde_json::to_value(MicroTime(at)).map_err(|e| e.to_string())?;
+        taken["spec"]["holderIdentity"] = json!(holder_name);
+        taken["spec"]["acquireTime"] = at.clone();
+        taken["spec"]["renewTime"] = at;
+        taken["spec"]["leaseDurationSeconds"] = json!(seconds);
+        let out = c
+            .kubectl
+            .run_with_stdin(&["replace", "-f", "-"], Some(&taken.to_string()));
+        if out.success {
+            Ok(())
+        } else {
+            Err(out.to_string())
+        }
+    });
 }
 
 /// `(reportingInstance, note)` of every BindingCreated Event about request `kind`/`name`.
@@ -146,33 +182,8 @@ fn handing_the_lease_away_stops_every_controller(c: &Cluster) {
     wait_holder(c, main);
     c.kubectl.apply(&ns, &request("before"));
     assert_eq!(bound_once_by(c, &ns, kind, "before"), main);
-    let lost = || c.bindguard_log().matches("lost the lease").count();
-    let lost_before = lost();
     let successor = "bindguard-successor";
-    wait_for(c, "the Lease handed to another holder", || {
-        let mut taken = lease(c);
-        let now = serde_json::to_value(MicroTime(k8s_openapi::jiff::Timestamp::now()))
-            .map_err(|e| e.to_string())?;
-        taken["spec"]["holderIdentity"] = json!(successor);
-        taken["spec"]["acquireTime"] = now.clone();
-        taken["spec"]["renewTime"] = now;
-        taken["spec"]["leaseDurationSeconds"] = json!(3600);
-        let out = c
-            .kubectl
-            .run_with_stdin(&["replace", "-f", "-"], Some(&taken.to_string()));
-        if out.success {
-            Ok(())
-        } else {
-            Err(out.to_string())
-        }
-    });
-    wait_for(c, "the main bindguard to stop its controllers", || {
-        if lost() > lost_before {
-            Ok(())
-        } else {
-            Err(holder(c))
-        }
-    });
+    hand_lease_away(c, successor);
     c.kubectl.apply(&ns, &request("after"));
     let replica = c
         .start_replica(successor, &[])
@@ -180,4 +191,50 @@ fn handing_the_lease_away_stops_every_controller(c: &Cluster) {
     assert_eq!(bound_once_by(c, &ns, kind, "after"), successor);
     replica.terminate();
     wait_holder(c, main);
+}
+
+/// A Resource deleted while no replica leads (here: the Lease held by one that is not running)
+/// takes its bindings once one leads: the view of every replica keeps the deletions it saw, and
+/// a term starts with those since this replica last led. Before, the deletion was only acted on
+/// as it was announced, so a binding stayed for good.
+fn a_resource_deleted_while_no_replica_leads_takes_its_bindings_when_one_leads(c: &Cluster) {
+    use super::reconcile::{ENVIRONMENT, PROJECT, RESOURCE, TYPE, rrb};
+    let ns = c.kubectl.create_namespace("ld-cascade");
+    for yaml in [PROJECT, ENVIRONMENT, TYPE, RESOURCE] {
+        c.kubectl.apply(&ns, yaml);
+    }
+    c.kubectl.apply(&ns, &rrb("orphaned", None, None));
+    let main = c.main_identity();
+    wait_holder(c, main);
+    let finalizers = || {
+        let path = "jsonpath={.metadata.finalizers}";
+        let out = c
+            .kubectl
+            .run(&["get", "rrb", "orphaned", "-n", &ns, "-o", path]);
+        out.stdout.trim().to_string()
+    };
+    wait_for(c, "the binding's finalizer", || {
+        let seen = finalizers();
+        match seen.contains("openchoreo.dev/resourcereleasebinding-cleanup") {
+            true => Ok(()),
+            false => Err(seen),
+        }
+    });
+    hand_lease_away(c, "bindguard-absent");
+    let deleted = c
+        .kubectl
+        .run(&["delete", "resource", "shop-db", "-n", &ns, "--timeout=30s"]);
+    assert!(deleted.success, "{}", deleted.stderr);
+    let an_hour_ago =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(1);
+    set_lease(c, "bindguard-absent", an_hour_ago, 1);
+    wait_holder(c, main);
+    wait_for(
+        c,
+        "the binding of the deleted Resource gone",
+        || match get_json(c, &["rrb", "orphaned", "-n", &ns]) {
+            Value::Null => Ok(()),
+            seen => Err(format!("{}", seen["metadata"])),
+        },
+    );
 }

@@ -317,10 +317,10 @@ fn deleting_a_revision_deletes_its_pinned_requests(c: &Cluster) {
     });
 }
 
-const PROJECT: &str = "apiVersion: openchoreo.dev/v1alpha1\nkind: Project\nmetadata:\n  name: shop\n\
+pub(super) const PROJECT: &str = "apiVersion: openchoreo.dev/v1alpha1\nkind: Project\nmetadata:\n  name: shop\n\
                        spec:\n  deploymentPipelineRef: {name: default}\n  type: {name: default}\n";
-const ENVIRONMENT: &str = "apiVersion: openchoreo.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: staging\nspec: {}\n";
-const TYPE: &str = r#"
+pub(super) const ENVIRONMENT: &str = "apiVersion: openchoreo.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: staging\nspec: {}\n";
+pub(super) const TYPE: &str = r#"
 apiVersion: openchoreo.dev/v1alpha1
 kind: ResourceType
 metadata:
@@ -333,7 +333,7 @@ spec:
       properties:
         memory: {type: string, default: 256Mi}
 "#;
-const RESOURCE: &str = r#"
+pub(super) const RESOURCE: &str = r#"
 apiVersion: openchoreo.dev/v1alpha1
 kind: Resource
 metadata:
@@ -356,7 +356,7 @@ spec:
       retainPolicy: Delete
 "#;
 
-fn rrb(name: &str, release: Option<&str>, retain: Option<&str>) -> String {
+pub(super) fn rrb(name: &str, release: Option<&str>, retain: Option<&str>) -> String {
     let mut yaml = format!(
         "apiVersion: openchoreo.dev/v1alpha1\nkind: ResourceReleaseBinding\nmetadata:\n  name: {name}\nspec:\n  owner: {{projectName: shop, resourceName: shop-db}}\n  environment: staging\n"
     );
