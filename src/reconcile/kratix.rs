@@ -127,6 +127,10 @@ impl Follow for Revisions {
             (true, Some(i)) => {
                 let retiring = retiring(&text, meta.clone())?;
                 cleanup_revision(&retiring.revision, retiring.api.as_ref(), ctx).await?;
+                if let Some(api) = retiring.api {
+                    let promise = retiring.revision.spec.promise_ref.name.clone();
+                    release_unoffered(ctx, requests::Offer { promise, api }).await?;
+                }
                 // Like kube's finalizer helper, tested by place only: the revision may have
                 // changed during the cleanup.
                 let ops = finalizer_removed(i, REVISION_FINALIZER);
@@ -224,6 +228,24 @@ impl Follow for Offers {
         self.0.sync(&requests::offers(&all));
         Ok(())
     }
+}
+
+/// Lets the requests of the kind `offered` names go ([`requests::release_all`]) when no Promise
+/// offers it now. The revision cleanup calls this, so a Promise deleted while no replica led
+/// (whose revisions wait for a leader, their finalizer held) still has its requests let go: the
+/// request controllers of a term that starts later never served the kind.
+async fn release_unoffered(ctx: &Ctx, offered: requests::Offer) -> Result<(), Error> {
+    let listed = list_each::<Promise>(&ctx.client, None, &ListParams::default()).await?;
+    // A Promise that cannot be read may offer the kind: nothing is let go then.
+    let Ok(all) = listed.all() else {
+        return Ok(());
+    };
+    let all: Vec<Arc<Promise>> = all.into_iter().map(Arc::new).collect();
+    let key = (offered.api.group.clone(), offered.api.kind.clone());
+    if !requests::offers(&all).contains_key(&key) {
+        requests::release_all(ctx, &offered).await?;
+    }
+    Ok(())
 }
 
 /// Whether `change` may change what the Promises offer: any change to any Promise, deletions

@@ -354,7 +354,7 @@ pub fn letting(request: &ObjectMeta) -> Letting {
 }
 
 /// Lets every request of `offer`'s kind go ([`retire`]); how many held our finalizer.
-async fn release_all(ctx: &Ctx, offer: &Offer) -> Result<usize, Error> {
+pub async fn release_all(ctx: &Ctx, offer: &Offer) -> Result<usize, Error> {
     let client = &ctx.client;
     let ar = &offer.api;
     let mut released = 0;

@@ -17,6 +17,7 @@ pub const SCENARIOS: &[Scenario] = &[
     scenario!(a_terminated_leader_hands_over_at_once_and_a_killed_one_is_replaced),
     scenario!(handing_the_lease_away_stops_every_controller),
     scenario!(a_resource_deleted_while_no_replica_leads_takes_its_bindings_when_one_leads),
+    scenario!(a_promise_deleted_while_no_replica_leads_lets_its_requests_go_when_one_leads),
 ];
 
 const LEASE: [&str; 4] = ["lease", "bindguard-reconcile", "-n", "bindguard-system"];
@@ -237,4 +238,53 @@ fn a_resource_deleted_while_no_replica_leads_takes_its_bindings_when_one_leads(c
             seen => Err(format!("{}", seen["metadata"])),
         },
     );
+}
+
+/// A Promise deleted while no replica leads: its revision waits for a leader (finalizer held),
+/// and the term that cleans it up lets the kind's requests go, also one with no binding, whose
+/// kind no request controller of that term ever served. Before, that request kept
+/// `kratix.io/resource-binding-cleanup` for good.
+fn a_promise_deleted_while_no_replica_leads_lets_its_requests_go_when_one_leads(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("ld-retire");
+    let (kind, plural) = ("Retired", "retireds");
+    let api_version = offered(c, "ld-retire", "ld.example.dev", kind, plural);
+    let unbound = request_yaml(&api_version, kind, "unbound").replace(
+        "  name: unbound\n",
+        "  name: unbound\n  annotations:\n    bindguard.dev/bound-version: v9\n",
+    );
+    c.kubectl.apply(&ns, &unbound);
+    let finalizers = || {
+        let path = "jsonpath={.metadata.finalizers}";
+        let out = c
+            .kubectl
+            .run(&["get", plural, "unbound", "-n", &ns, "-o", path]);
+        out.stdout.trim().to_string()
+    };
+    let held = r#"["kratix.io/resource-binding-cleanup"]"#;
+    wait_for(c, "the request held, its binding refused", || {
+        let seen = finalizers();
+        if seen == held { Ok(()) } else { Err(seen) }
+    });
+    hand_lease_away(c, "bindguard-absent");
+    c.kubectl.run(&["delete", "promise", "ld-retire"]).ok();
+    let as_gc = "--as=system:serviceaccount:kube-system:generic-garbage-collector";
+    let revision = [
+        "delete",
+        "promiserevision",
+        "ld-retire-v1",
+        as_gc,
+        "--wait=false",
+    ];
+    let deleted = c.kubectl.run(&revision);
+    assert!(deleted.success, "{}", deleted.stderr);
+    assert_eq!(finalizers(), held, "no leader, nothing let go");
+    let an_hour_ago =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(1);
+    set_lease(c, "bindguard-absent", an_hour_ago, 1);
+    wait_holder(c, c.main_identity());
+    wait_for(c, "the request let go and the revision gone", || {
+        let revision = get_json(c, &["promiserevision", "ld-retire-v1"]);
+        let seen = format!("{} {}", finalizers(), revision.is_null());
+        if seen == " true" { Ok(()) } else { Err(seen) }
+    });
 }
