@@ -61,7 +61,17 @@ impl ProjectCheck {
 /// A deeply nested body is judged on a stack of its own, sized for the deepest object the API
 /// server sends: decoding, cloning, comparing and dropping such objects recurses once per level.
 pub fn judge(phase: Phase, body: &[u8], ctx: &Context) -> Result<Judged, ReviewError> {
-    match admission::nesting_of(body)? {
+    judge_measured(phase, body, admission::nesting_of(body)?, ctx)
+}
+
+/// [`judge`] for a body whose [`Nesting`] is known (the server measures it as it arrives).
+pub fn judge_measured(
+    phase: Phase,
+    body: &[u8],
+    nesting: Nesting,
+    ctx: &Context,
+) -> Result<Judged, ReviewError> {
+    match nesting {
         Nesting::Deep => stacker::grow(admission::REVIEW_STACK_BYTES, || {
             judge_here(phase, body, Nesting::Deep, ctx)
         }),

@@ -9,7 +9,7 @@ pub use duration::parse as parse_duration;
 pub use listen::{FIRST_REQUEST_TIMEOUT, HEADER_TIMEOUT, IDLE_TIMEOUT, serve_plain, serve_tls};
 pub use review::{BODY_LIMIT, BODY_TIMEOUT, Route, budget};
 
-use crate::admission::ReviewError;
+use crate::admission::{Nesting, ReviewError};
 use crate::cluster::{ClusterView, Stores};
 use crate::judge::Judged;
 use crate::metrics::Metrics;
@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_REVIEW_MIB: u32 = 16;
 pub const DEEP_REVIEWS_AT_ONCE: usize = 2;
 
 /// Turns a request body into a judged review; [`crate::judge::judge`] in production.
-pub type JudgeFn = fn(Phase, &[u8], &Context) -> Result<Judged, ReviewError>;
+pub type JudgeFn = fn(Phase, &[u8], Nesting, &Context) -> Result<Judged, ReviewError>;
 
 /// What every handler shares.
 pub struct App {
@@ -83,7 +83,7 @@ impl App {
             metrics,
             tls_ready: AtomicBool::new(true),
             draining: AtomicBool::new(false),
-            judge: crate::judge::judge,
+            judge: crate::judge::judge_measured,
             reviews: Arc::new(Semaphore::new(max_reviews)),
             max_reviews,
             body_kib: Arc::new(Semaphore::new(0)),

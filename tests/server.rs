@@ -13,6 +13,7 @@ mod support;
 
 use support::*;
 
+use bindguard::admission::Nesting;
 use bindguard::judge;
 use bindguard::policy::{Context, Phase};
 use serde_json::{Value, json};
@@ -340,14 +341,15 @@ async fn a_body_sent_one_byte_per_second_is_cut_off_over_http2() {
 fn holding_judge(
     phase: Phase,
     body: &[u8],
+    nesting: Nesting,
     ctx: &Context,
 ) -> Result<judge::Judged, bindguard::admission::ReviewError> {
     if let Some(in_place) = ctx.in_place {
         in_place.defer();
-        return judge::judge(phase, body, ctx);
+        return judge::judge_measured(phase, body, nesting, ctx);
     }
     gate::wait_while_held(&uid_of(body));
-    judge::judge(phase, body, ctx)
+    judge::judge_measured(phase, body, nesting, ctx)
 }
 
 /// A client that goes away in the middle of its body is counted as `aborted`, not as a
@@ -578,12 +580,13 @@ async fn a_review_past_its_deadline_keeps_its_budget_until_judging_ends() {
 fn panicking_judge(
     phase: Phase,
     body: &[u8],
+    nesting: Nesting,
     ctx: &Context,
 ) -> Result<judge::Judged, bindguard::admission::ReviewError> {
     if uid_of(body) == "panic-me" {
         panic!("a bug in the handler path");
     }
-    judge::judge(phase, body, ctx)
+    judge::judge_measured(phase, body, nesting, ctx)
 }
 
 #[tokio::test]

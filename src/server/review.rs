@@ -151,7 +151,7 @@ async fn answer(
         }
         None => {
             let held = (permit, deep, held);
-            let task = judge_off_thread(phase, app.clone(), body.clone(), held);
+            let task = judge_off_thread(phase, app.clone(), (body.clone(), shape.nesting), held);
             match tokio::time::timeout_at(deadline, task).await {
                 Ok(Ok(answered)) => answered,
                 Ok(Err(_)) => return unjudged(route, &app, &body, Unjudged::Panicked, started),
@@ -181,7 +181,7 @@ const IN_PLACE_BODY_BYTES: usize = 64 * 1024;
 /// Judges on this async worker; `None` when a schema check was left for the blocking pool.
 fn judge_in_place(app: &App, phase: Phase, body: &[u8]) -> Option<Answered> {
     let in_place = InPlace::default();
-    let judged = (app.judge)(phase, body, &app.context(Some(&in_place)));
+    let judged = (app.judge)(phase, body, Nesting::Shallow, &app.context(Some(&in_place)));
     (!in_place.deferred()).then(|| respond(body, judged))
 }
 
@@ -227,12 +227,12 @@ async fn authorize(
 fn judge_off_thread(
     phase: Phase,
     app: Arc<App>,
-    body: Bytes,
+    (body, nesting): (Bytes, Nesting),
     permits: impl Send + 'static,
 ) -> tokio::task::JoinHandle<Answered> {
     tokio::task::spawn_blocking(move || {
         let _permits = permits;
-        let judged = (app.judge)(phase, &body, &app.context(None));
+        let judged = (app.judge)(phase, &body, nesting, &app.context(None));
         respond(&body, judged)
     })
 }

@@ -43,7 +43,11 @@ pub struct Harness {
 }
 
 pub async fn start() -> Harness {
-    start_with(server::DEFAULT_MAX_REVIEWS, bindguard::judge::judge).await
+    start_with(
+        server::DEFAULT_MAX_REVIEWS,
+        bindguard::judge::judge_measured,
+    )
+    .await
 }
 
 /// A server with at most `max_reviews` at once, judging with `judge`.
@@ -66,7 +70,10 @@ pub async fn start_rotating(rotation: &Rotation) -> Harness {
     let resolver = tls::Resolver::new(tls::load(&cert, &key).expect("load certs"));
     let every = Duration::from_millis(100);
     tokio::spawn(tls::watch(resolver.clone(), cert, key, every, |_| {}));
-    let app = app(server::DEFAULT_MAX_REVIEWS, bindguard::judge::judge);
+    let app = app(
+        server::DEFAULT_MAX_REVIEWS,
+        bindguard::judge::judge_measured,
+    );
     let cas = [rotation.old.ca_pem.as_str(), rotation.new.ca_pem.as_str()];
     serve(app, resolver, &cas).await
 }
