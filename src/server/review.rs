@@ -79,7 +79,7 @@ pub async fn handle(
         Ok(read) => read,
         Err(unread) => return not_read(&app, unread, started),
     };
-    let shape = match admission::shape_of(&body) {
+    let shape = match shape_of(&body).await {
         Ok(shape) => shape,
         // Too deep to decode: refused here, not handed to the blocking pool to find out again.
         Err(error) => {
@@ -105,6 +105,18 @@ pub async fn handle(
         Ok(response) => response,
         Err(_) => unjudged(route, &app, &body, Unjudged::Panicked, started),
     }
+}
+
+/// [`admission::shape_of`] `body`: on this worker when it is small, else on the blocking pool
+/// (a scan of megabytes takes milliseconds).
+async fn shape_of(body: &Bytes) -> Result<Shape, ReviewError> {
+    if body.len() <= IN_PLACE_BODY_BYTES {
+        return admission::shape_of(body);
+    }
+    let body = body.clone();
+    let scan = tokio::task::spawn_blocking(move || admission::shape_of(&body));
+    let unmeasured = |e: tokio::task::JoinError| ReviewError::NotJson(format!("not measured: {e}"));
+    scan.await.unwrap_or_else(|e| Err(unmeasured(e)))
 }
 
 /// The room a review holds in the body budgets (read, decoded) until judging ends, even past
