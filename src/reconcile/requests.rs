@@ -706,8 +706,7 @@ pub async fn delete_request(
     ns: &str,
     name: &str,
 ) -> Result<Option<ObjectReference>, Error> {
-    let api: Api<Request> = Api::namespaced_with(client.clone(), ns, ar);
-    let Some(request) = api.get_metadata_opt(name).await? else {
+    let Some(request) = get_request(client, ar, ns, name).await? else {
         return Ok(None);
     };
     if request.metadata.deletion_timestamp.is_some() {
@@ -724,6 +723,25 @@ pub async fn delete_request(
     }
 }
 
+/// Request `ns/name` of kind `ar`, metadata only, decoded as [`Request`] (without
+/// `managedFields`, which nest as deep as the spec); `None` when it is gone.
+async fn get_request(
+    client: &Client,
+    ar: &ApiResource,
+    ns: &str,
+    name: &str,
+) -> Result<Option<Request>, Error> {
+    let url = DynamicObject::url_path(ar, Some(ns));
+    let get = kube::core::Request::new(url)
+        .get_metadata(name, &Default::default())
+        .map_err(|e| Error::Other(e.to_string()))?;
+    match client.request::<Request>(get).await {
+        Ok(request) => Ok(Some(request)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Removes the request finalizer from a request that is being deleted and whose bindings are
 /// gone, as its own controller would (that controller stops when no Promise offers the kind).
 pub async fn release_request(
@@ -733,7 +751,7 @@ pub async fn release_request(
     name: &str,
 ) -> Result<(), Error> {
     let api: Api<Request> = Api::namespaced_with(client.clone(), ns, ar);
-    let Some(request) = api.get_metadata_opt(name).await? else {
+    let Some(request) = get_request(client, ar, ns, name).await? else {
         return Ok(());
     };
     match letting(&request.metadata) {

@@ -846,7 +846,8 @@ fn a_deeply_nested_promise_gets_its_revision(c: &Cluster) {
 
 /// Item 4 of the hardening: a request nested 150 levels deep is read metadata-only, so it
 /// neither fails the request watch nor its initial list after a restart: it is bound, and so
-/// is a new request after the restart.
+/// is a new request after the restart; and the cleanup of the revision it is pinned to deletes
+/// it (that cleanup's own read of it used to fail, and the revision stayed Terminating).
 fn a_deeply_nested_request_does_not_blind_the_loop(c: &Cluster) {
     let ns = c.kubectl.create_namespace("kl-deep");
     let (group, kind, plural) = ("deep.kl.example.dev", "Deep", "deeps");
@@ -873,6 +874,22 @@ fn a_deeply_nested_request_does_not_blind_the_loop(c: &Cluster) {
         .apply(&ns, &request_yaml(&api_version, kind, "after-restart"));
     wait_bindings(c, &ns, "after-restart", "kl-deep@v1");
     assert_eq!(bindings_of(c, &ns, "deep"), "kl-deep@v1");
+    // Its revision's cleanup reads it metadata-only too: the deep request is deleted with it.
+    c.kubectl
+        .apply("default", &promise_yaml("kl-deep", "v2", api, ""));
+    wait_revisions(c, "kl-deep", "kl-deep-v1=v1//false kl-deep-v2=v2/true/true");
+    let deleted = c
+        .kubectl
+        .run(&["delete", "promiserevision", "kl-deep-v1", "--wait=false"]);
+    assert!(deleted.success, "{}", deleted.stderr);
+    wait_for(c, "the requests pinned to v1 deleted with it", || {
+        let left: Vec<&str> = ["deep", "after-restart"]
+            .into_iter()
+            .filter(|name| !gone(c, &[plural, name, "-n", &ns]))
+            .collect();
+        let revision = gone(c, &["promiserevision", "kl-deep-v1"]);
+        expect(format!("{left:?} {revision}"), "[] true")
+    });
 }
 
 /// Issue 14: a Promise and a revision nested deeper than the decoder allows (created while the
