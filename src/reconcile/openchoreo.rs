@@ -21,7 +21,9 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch};
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 type Rrb = ResourceReleaseBinding;
 
@@ -248,14 +250,14 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
     let since = ctx.last_term_end.lock().ok().and_then(|end| *end);
     for missed in ctx.view.recent_deletions(since) {
         if missed.kind == Kind::Resource {
-            let _ = deleted.send(missed);
+            let _ = deleted.send((Instant::now(), missed));
         }
     }
     let listen = async move {
         loop {
             match changes.recv().await {
                 Ok(deletion) if deletion.kind == Kind::Resource => {
-                    let _ = deleted.send(deletion);
+                    let _ = deleted.send((Instant::now(), deletion));
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => tracing::warn!(
@@ -268,15 +270,20 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
     };
     let work = async {
         runner::synced(ctx.view.as_ref()).await;
-        while let Some(change) = queue.recv().await {
+        while let Some((seen, change)) = queue.recv().await {
+            tokio::time::sleep_until(seen + RECREATE_GRACE).await;
             delete_bindings_of(&change, &ctx).await;
         }
     };
     tokio::join!(listen, work);
 }
 
+/// How long a Resource deletion waits before its bindings go: `kubectl replace --force` (or a
+/// delete and apply) creates it again within milliseconds, and those bindings are the new one's.
+const RECREATE_GRACE: Duration = Duration::from_secs(2);
+
 async fn delete_bindings_of(resource: &Changed, ctx: &Ctx) {
-    if exists_again(ctx.view.as_ref(), resource) {
+    if exists_again(ctx.view.as_ref(), resource) || exists_in_cluster(resource, ctx).await {
         return;
     }
     for (ns, name) in of_deleted_resource(ctx.view.as_ref(), resource) {
@@ -310,6 +317,24 @@ fn exists_again(view: &dyn ClusterView, resource: &Changed) -> bool {
     let ns = resource.namespace.as_deref().unwrap_or_default();
     let name = &resource.name;
     view.resource(ns, name).is_some() || view.unreadable("Resource", ns, name).is_some()
+}
+
+/// Whether the API server has a Resource of the deleted one's name (the view may be behind); an
+/// error leaves the view's answer (absent) standing.
+async fn exists_in_cluster(resource: &Changed, ctx: &Ctx) -> bool {
+    let url = <Resource as kube::Resource>::url_path(&(), resource.namespace.as_deref());
+    let Ok(get) = kube::core::Request::new(url).get_metadata(&resource.name, &Default::default())
+    else {
+        return false;
+    };
+    match ctx.client.request_text(get).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(s)) if s.code == 404 => false,
+        Err(error) => {
+            tracing::warn!(%error, resource = %resource.name, "could not confirm a Resource deletion; acting on the view's");
+            false
+        }
+    }
 }
 
 /// The bindings a deleted Resource takes with it: those in its namespace that name it and are

@@ -13,6 +13,7 @@ pub const SCENARIOS: &[Scenario] = &[
     scenario!(binding_conditions_follow_referents_applied_out_of_order),
     scenario!(a_new_binding_costs_the_loop_one_finalizer_and_one_status_write),
     scenario!(retain_holds_until_the_policy_says_delete),
+    scenario!(a_resource_replaced_in_place_keeps_its_bindings),
     scenario!(another_controllers_condition_survives_the_loops_writes),
     scenario!(promote_pins_the_latest_release),
 ];
@@ -573,6 +574,52 @@ fn retain_holds_until_the_policy_says_delete(c: &Cluster) {
 
 /// The loop rewrites only its own conditions, where they sit: a condition another controller
 /// put first (shifting ours) keeps its place and its words, and ours are not duplicated.
+/// `kubectl replace --force` deletes a Resource and creates it again at once: its bindings are
+/// the new one's and stay. A Resource deleted for good after it still takes its own (deletions
+/// are worked off in order, so once that one is gone the replaced one was judged).
+fn a_resource_replaced_in_place_keeps_its_bindings(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("reconcile-replace");
+    let cache = RESOURCE.replace("name: shop-db", "name: shop-cache");
+    for yaml in [PROJECT, ENVIRONMENT, TYPE, RESOURCE, cache.as_str()] {
+        c.kubectl.apply(&ns, yaml);
+    }
+    let cache_binding = rrb("cache-staging", None, None)
+        .replace("resourceName: shop-db", "resourceName: shop-cache");
+    c.kubectl.apply(&ns, &rrb("db-staging", None, None));
+    c.kubectl.apply(&ns, &cache_binding);
+    for name in ["db-staging", "cache-staging"] {
+        wait_condition(c, &ns, name, "Synced", "False/ResourceReleaseNotSet");
+    }
+    let replaced = c.kubectl.run_with_stdin(
+        &["replace", "--force", "-n", &ns, "-f", "-"],
+        Some(RESOURCE),
+    );
+    assert!(replaced.success, "{}", replaced.stderr);
+    c.kubectl
+        .run(&["delete", "resource", "shop-cache", "-n", &ns])
+        .ok();
+    wait_for(c, "the deleted Resource's binding gone", || {
+        match gone(c, &["rrb", "cache-staging", "-n", &ns]) {
+            true => Ok(()),
+            false => Err("still there".to_string()),
+        }
+    });
+    let kept = get(
+        c,
+        &[
+            "get",
+            "rrb",
+            "db-staging",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ],
+    );
+    assert_eq!(kept, "", "the replaced Resource's binding is being deleted");
+    assert!(!gone(c, &["rrb", "db-staging", "-n", &ns]));
+}
+
 fn another_controllers_condition_survives_the_loops_writes(c: &Cluster) {
     let ns = c.kubectl.create_namespace("reconcile-foreign");
     for yaml in [PROJECT, ENVIRONMENT, TYPE, RESOURCE, RELEASE] {
