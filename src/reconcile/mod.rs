@@ -106,8 +106,13 @@ impl Ctx {
             action: reason.into(),
             secondary: related,
         };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
-            tracing::warn!(%error, reason, "could not publish event");
+        match self.recorder.publish(&event, regarding).await {
+            Ok(()) => {}
+            // A namespace being deleted takes no new Events; its objects' last ones are noise.
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("being terminated") => {
+                tracing::debug!(reason, "no event: its namespace is being deleted");
+            }
+            Err(error) => tracing::warn!(%error, reason, "could not publish event"),
         }
     }
 }

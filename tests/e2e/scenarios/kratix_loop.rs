@@ -13,6 +13,7 @@ use std::time::Duration;
 pub const SCENARIOS: &[Scenario] = &[
     scenario!(deleting_a_promise_deletes_its_requests),
     scenario!(requests_of_a_kind_no_promise_offers_are_let_go),
+    scenario!(a_namespace_being_deleted_gets_no_event_warnings),
     scenario!(a_same_version_update_replaces_the_revision_spec),
     scenario!(a_kind_is_served_by_the_promise_that_offers_it_now),
     scenario!(each_kind_is_watched_once_per_process),
@@ -337,6 +338,45 @@ fn requests_of_a_kind_no_promise_offers_are_let_go(c: &Cluster) {
         );
         expect(seen, "alpha there: false, bound: \"\"")
     });
+}
+
+/// A namespace being deleted takes no new Events: the loop's Events about the requests it
+/// finalizes there are dropped without a warning line each (a namespace of 200 requests logged
+/// 400). The control plane has no namespace controller: the test deletes as it would.
+fn a_namespace_being_deleted_gets_no_event_warnings(c: &Cluster) {
+    let ns = c.kubectl.create_namespace("kl-ns-gone");
+    let (group, kind, plural) = CACHE;
+    install_crd(c, group, kind, plural, V1ALPHA1);
+    let api = Some((group, kind, plural, V1ALPHA1));
+    c.kubectl
+        .apply("default", &promise_yaml("kl-ns-cache", "v1", api, ""));
+    wait_revisions(c, "kl-ns-cache", "kl-ns-cache-v1=v1/true/true");
+    c.kubectl.apply(
+        &ns,
+        &request_yaml(&format!("{group}/v1alpha1"), kind, "doomed"),
+    );
+    wait_bindings(c, &ns, "doomed", "kl-ns-cache@v1");
+    let ended = c.kubectl.run(&["delete", "namespace", &ns, "--wait=false"]);
+    assert!(ended.success, "{}", ended.stderr);
+    let as_controller = "--as=system:serviceaccount:kube-system:namespace-controller";
+    let deleted = c.kubectl.run(&[
+        "delete",
+        plural,
+        "doomed",
+        "-n",
+        &ns,
+        as_controller,
+        "--timeout=30s",
+    ]);
+    assert!(deleted.success, "{}", deleted.stderr);
+    assert_eq!(bindings_of(c, &ns, "doomed"), "");
+    let log = c.bindguard_log();
+    let noisy: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("being terminated"))
+        .collect();
+    assert!(noisy.is_empty(), "{noisy:#?}");
+    c.kubectl.run(&["delete", "promise", "kl-ns-cache"]).ok();
 }
 
 /// Issue 13 case 2: re-applying a Promise at the same version without `destinationSelectors`
