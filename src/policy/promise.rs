@@ -8,9 +8,10 @@ use kube::ResourceExt;
 
 type PromiseRequest<'a> = Request<'a, Promise>;
 
-/// The validating rules: both only warn.
+/// The validating rules: all only warn.
 pub fn validate(request: &PromiseRequest, ctx: &Context) -> Decision {
-    run_rules(request, ctx, &[downgrade_warns, unnamable_version_warns])
+    let rules = [downgrade_warns, unnamable_version_warns, unserved_api_warns];
+    run_rules(request, ctx, &rules)
 }
 
 pub fn mutate(_request: &PromiseRequest, _ctx: &Context) -> Decision {
@@ -79,6 +80,22 @@ pub fn unnamable_version_warns(request: &PromiseRequest, ctx: &Context) -> Check
     Ok(vec![format!(
         "Promise {name:?}: revision name {seed:?} is taken; its revision is {revision:?}"
     )])
+}
+
+/// A `spec.api` that names no kind the loop can serve (a CRD's `spec.group`,
+/// `spec.names.kind`, `spec.names.plural` and a served version, as strings): its requests would
+/// get no bindings, silently.
+pub fn unserved_api_warns(request: &PromiseRequest, _: &Context) -> Check {
+    let Some(promise) = request.written() else {
+        return pass();
+    };
+    match promise.spec.api() {
+        Some(api) if crate::reconcile::requests::offered_api(api).is_none() => Ok(vec![format!(
+            "Promise {:?}: spec.api names no kind to serve; its requests get no ResourceBindings",
+            promise.name_any()
+        )]),
+        _ => pass(),
+    }
 }
 
 /// The revisions that can decide the name of `promise`'s revision at `version`: its own, and
@@ -274,7 +291,7 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::*;
     use super::*;
-    use serde_json::Value;
+    use serde_json::{Value, json};
 
     fn judge(object: Value, old: Option<Value>, world: &World) -> Decision {
         let review = match old {
@@ -282,6 +299,42 @@ mod tests {
             None => create("Promise", "", object),
         };
         world.with_ctx(|ctx| validate(&Request::decode(&review).unwrap(), ctx))
+    }
+
+    #[test]
+    fn an_api_that_names_no_kind_warns() {
+        let crd = |kind: Value| {
+            json!({"spec": {"group": "kv.dev", "names": {"kind": kind, "plural": "kvs"},
+                   "versions": [{"name": "v1", "served": true, "storage": true}]}})
+        };
+        let with_api = |api: Option<Value>| {
+            let mut p = promise("v0.2.0", false);
+            if let Some(api) = api {
+                p["spec"]["api"] = api;
+            }
+            p
+        };
+        let cases = [
+            (Some(crd(json!("Kv"))), 0),
+            (None, 0),
+            (Some(crd(json!(false))), 1),
+            (Some(json!({"foo": "bar"})), 1),
+        ];
+        for (api, warnings) in cases {
+            let decision = judge(with_api(api.clone()), None, &World::redis());
+            assert!(decision.allowed());
+            assert_eq!(
+                decision.warnings.len(),
+                warnings,
+                "{api:?}: {:?}",
+                decision.warnings
+            );
+        }
+        let decision = judge(with_api(Some(json!(7))), None, &World::redis());
+        assert!(
+            decision.warnings[0].contains("spec.api names no kind"),
+            "{decision:?}"
+        );
     }
 
     #[test]

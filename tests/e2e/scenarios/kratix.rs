@@ -304,7 +304,7 @@ fn mutating_webhook_labels_bindings_and_revisions(c: &Cluster) {
 }
 
 /// Re-applying a Promise at a lower version than its latest revision warns; so does a version
-/// that cannot be part of an object name.
+/// that cannot be part of an object name, and an API that names no kind.
 fn promise_downgrade_and_unnamable_version_warn(c: &Cluster) {
     let k = &c.kubectl;
     let promise = "kx-down";
@@ -332,6 +332,14 @@ fn promise_downgrade_and_unnamable_version_warn(c: &Cluster) {
         Some(expected.as_str()),
         "{caps}"
     );
+    // YAML reads `kind: No` as false: an API that names no kind is said, not served silently.
+    let unserved = promise_yaml("kx-unserved", "v1").replace(
+        "spec: {}",
+        "spec:\n  api:\n    spec:\n      group: kx.example.dev\n      names: {kind: No, plural: nos}\n      versions: [{name: v1, served: true, storage: true}]",
+    );
+    let out = k.apply("default", &unserved);
+    let expected = r#"Warning: Promise "kx-unserved": spec.api names no kind to serve; its requests get no ResourceBindings"#;
+    assert_eq!(out.stderr_line(expected), Some(expected), "{out}");
 }
 
 /// The first five hex digits of the MD5 of `text`, as `bindguard::naming` computes them.
