@@ -129,7 +129,12 @@ impl Follow for Revisions {
                 cleanup_revision(&retiring.revision, retiring.api.as_ref(), ctx).await?;
                 if let Some(api) = retiring.api {
                     let promise = retiring.revision.spec.promise_ref.name.clone();
-                    release_unoffered(ctx, requests::Offer { promise, api }).await?;
+                    // Never keeps the revision: the requests it pinned are gone already.
+                    if let Err(error) =
+                        release_unoffered(ctx, requests::Offer { promise, api }).await
+                    {
+                        tracing::warn!(%error, revision = key, "could not let the requests of its kind go");
+                    }
                 }
                 // Like kube's finalizer helper, tested by place only: the revision may have
                 // changed during the cleanup.
@@ -224,14 +229,15 @@ impl Follow for Offers {
     /// other Promises' kinds from being served.
     async fn reconcile(&self, ctx: &Ctx, _: &str) -> Result<(), Error> {
         let listed = list_each::<Promise>(&ctx.client, None, &ListParams::default()).await?;
+        let complete = listed.unreadable.is_empty();
         let all: Vec<Arc<Promise>> = listed.readable().into_iter().map(Arc::new).collect();
-        self.0.sync(&requests::offers(&all));
+        self.0.sync(&requests::offers(&all), complete);
         Ok(())
     }
 }
 
 /// Lets the requests of the kind `offered` names go ([`requests::release_all`]) when no Promise
-/// offers it now. The revision cleanup calls this, so a Promise deleted while no replica led
+/// offers it now (and every Promise could be read). The revision cleanup calls this, so a Promise deleted while no replica led
 /// (whose revisions wait for a leader, their finalizer held) still has its requests let go: the
 /// request controllers of a term that starts later never served the kind.
 async fn release_unoffered(ctx: &Ctx, offered: requests::Offer) -> Result<(), Error> {

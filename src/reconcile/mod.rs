@@ -51,9 +51,10 @@ pub struct Ctx {
     /// The same cluster view admission reads: facts come from here, not from API reads.
     pub view: Arc<dyn ClusterView>,
     pub schemas: SchemaCache,
-    /// When this process's last leadership term ended: the next one acts on the deletions the
-    /// view saw since ([`ClusterView::recent_deletions`]).
-    pub last_term_end: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When the view saw the last Resource deletion this process's loop acted on: a term acts
+    /// first on the deletions the view saw since ([`ClusterView::recent_deletions`]), so those
+    /// queued when a term ended are not lost.
+    pub cascaded_through: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -380,7 +381,7 @@ pub async fn run(
         metrics,
         view,
         schemas: SchemaCache::new(),
-        last_term_end: Default::default(),
+        cascaded_through: Default::default(),
     });
     loop {
         let won = tokio::select! {
@@ -392,9 +393,6 @@ pub async fn run(
         if term == Term::Shutdown {
             release(&elector).await;
             return;
-        }
-        if let Ok(mut end) = ctx.last_term_end.lock() {
-            *end = Some(std::time::Instant::now());
         }
         tracing::warn!("lost the lease: controllers stopped");
     }

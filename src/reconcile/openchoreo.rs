@@ -247,7 +247,9 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
         return;
     };
     let (deleted, mut queue) = tokio::sync::mpsc::unbounded_channel();
-    let since = ctx.last_term_end.lock().ok().and_then(|end| *end);
+    // A deletion is received a moment after the view saw it: replay from a little before.
+    let through = ctx.cascaded_through.lock().ok().and_then(|t| *t);
+    let since = through.and_then(|t| t.checked_sub(REPLAY_MARGIN));
     for missed in ctx.view.recent_deletions(since) {
         if missed.kind == Kind::Resource {
             let _ = deleted.send((Instant::now(), missed));
@@ -273,6 +275,9 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
         while let Some((seen, change)) = queue.recv().await {
             tokio::time::sleep_until(seen + RECREATE_GRACE).await;
             delete_bindings_of(&change, &ctx).await;
+            if let Ok(mut through) = ctx.cascaded_through.lock() {
+                *through = (*through).max(Some(seen.into_std()));
+            }
         }
     };
     tokio::join!(listen, work);
@@ -281,6 +286,10 @@ async fn cascade_resource_deletion(ctx: Arc<Ctx>) {
 /// How long a Resource deletion waits before its bindings go: `kubectl replace --force` (or a
 /// delete and apply) creates it again within milliseconds, and those bindings are the new one's.
 const RECREATE_GRACE: Duration = Duration::from_secs(2);
+
+/// How far before the last deletion acted on a new term replays: acting twice deletes nothing
+/// twice (a binding being deleted is left alone), missing one leaks its bindings.
+const REPLAY_MARGIN: Duration = Duration::from_secs(5);
 
 async fn delete_bindings_of(resource: &Changed, ctx: &Ctx) {
     if exists_again(ctx.view.as_ref(), resource) || exists_in_cluster(resource, ctx).await {

@@ -233,13 +233,18 @@ impl Registry {
 
     /// Starts, restarts or stops controllers so that each kind in `wanted` has one controller,
     /// for the Promise and API version that offers it now, and no other kind has any. A kind
-    /// that leaves `wanted` has its requests let go; one offered again stops that.
-    pub fn sync(&self, wanted: &BTreeMap<KindKey, Offer>) {
+    /// that leaves `wanted` has its requests let go; one offered again stops that. When
+    /// `wanted` is not `complete` (some Promise could not be read, and may offer a kind), no
+    /// controller is stopped.
+    pub fn sync(&self, wanted: &BTreeMap<KindKey, Offer>, complete: bool) {
         let (Ok(mut running), Ok(mut retiring)) = (self.running.lock(), self.retiring.lock())
         else {
             return;
         };
         running.retain(|key, r| {
+            if !complete && !wanted.contains_key(key) {
+                return true;
+            }
             let keep = wanted.get(key) == Some(&r.offer);
             if !keep {
                 tracing::info!(group = %key.0, kind = %key.1, promise = %r.offer.promise, "stopping request controller");
@@ -318,6 +323,11 @@ async fn retire(ctx: Arc<Ctx>, offer: Offer) {
             Ok(0) => return,
             Ok(released) => {
                 tracing::info!(%group, %kind, %promise, released, "no Promise offers the kind any more: its requests were let go");
+                return;
+            }
+            Err(Error::Kube(kube::Error::Api(s))) if s.code == 403 => {
+                let error = s.message;
+                tracing::warn!(%group, %kind, %promise, %error, "not allowed to let the requests of a kind no Promise offers go (see the requestGroups of the RBAC)");
                 return;
             }
             Err(error) => {
