@@ -29,7 +29,8 @@ pub const SCENARIOS: &[Scenario] = &[
 ];
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-const GARBAGE_COLLECTOR: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
+pub(super) const GARBAGE_COLLECTOR: &str =
+    "system:serviceaccount:kube-system:generic-garbage-collector";
 
 /// Polls `look` until it returns `Ok`.
 #[track_caller]
@@ -57,6 +58,25 @@ pub(super) fn get_json(c: &Cluster, args: &[&str]) -> Value {
         return Value::Null;
     }
     serde_json::from_str(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// The finalizers of `resource` `name` in `ns` as kubectl prints them (jsonpath: the object may
+/// be too deep for the test's own JSON decoder); empty when it has none or is gone.
+pub(super) fn finalizers_of(c: &Cluster, resource: &str, ns: &str, name: &str) -> String {
+    let path = "jsonpath={.metadata.finalizers}";
+    let out = c
+        .kubectl
+        .run(&["get", resource, name, "-n", ns, "-o", path]);
+    out.stdout.trim().to_string()
+}
+
+/// A request of another kind with the version its binding should get remembered, as
+/// [`request_yaml`] with the `bindguard.dev/bound-version` annotation.
+pub(super) fn remembering(api_version: &str, kind: &str, name: &str, version: &str) -> String {
+    request_yaml(api_version, kind, name).replace(
+        &format!("  name: {name}\n"),
+        &format!("  name: {name}\n  annotations:\n    bindguard.dev/bound-version: {version}\n"),
+    )
 }
 
 /// Whether `kubectl get` answers NotFound.
@@ -295,17 +315,10 @@ fn requests_of_a_kind_no_promise_offers_are_let_go(c: &Cluster) {
     wait_revisions(c, "kl-cache", "kl-cache-v1=v1/true/true");
     let request = request_yaml(&format!("{group}/v1alpha1"), kind, "alpha");
     c.kubectl.apply(&ns, &request);
-    let unpinned = request_yaml(&format!("{group}/v1alpha1"), kind, "gamma").replace(
-        "  name: gamma\n",
-        "  name: gamma\n  annotations:\n    bindguard.dev/bound-version: v9\n",
-    );
+    let unpinned = remembering(&format!("{group}/v1alpha1"), kind, "gamma", "v9");
     c.kubectl.apply(&ns, &unpinned);
     wait_bindings(c, &ns, "alpha", "kl-cache@v1");
-    let finalizers = |name: &str| {
-        let path = "jsonpath={.metadata.finalizers}";
-        let out = c.kubectl.run(&["get", plural, name, "-n", &ns, "-o", path]);
-        out.stdout.trim().to_string()
-    };
+    let finalizers = |name: &str| finalizers_of(c, plural, &ns, name);
     // gamma's binding is refused (v9 is no version of the Promise): it holds the finalizer
     // with no binding, as a request does before its Promise has a revision.
     wait_for(c, "gamma held without a binding", || {

@@ -6,7 +6,8 @@
 //! `reportingInstance`.
 
 use super::kratix_loop::{
-    V1ALPHA1, bindings_of, get_json, install_crd, items, promise_yaml, request_yaml, wait_for,
+    GARBAGE_COLLECTOR, V1ALPHA1, bindings_of, finalizers_of, get_json, install_crd, items,
+    promise_yaml, remembering, request_yaml, wait_for,
 };
 use super::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -57,6 +58,14 @@ fn hand_lease_away(c: &Cluster, holder_name: &str) {
             Err(holder(c))
         }
     });
+}
+
+/// Replaces the Lease with one `holder_name` last renewed an hour ago for a second: any replica
+/// may take it.
+fn let_lease_expire(c: &Cluster, holder_name: &str) {
+    let an_hour_ago =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(1);
+    set_lease(c, holder_name, an_hour_ago, 1);
 }
 
 /// Replaces the Lease with one `holder_name` renewed at `at` for `seconds`.
@@ -207,13 +216,7 @@ fn a_resource_deleted_while_no_replica_leads_takes_its_bindings_when_one_leads(c
     c.kubectl.apply(&ns, &rrb("orphaned", None, None));
     let main = c.main_identity();
     wait_holder(c, main);
-    let finalizers = || {
-        let path = "jsonpath={.metadata.finalizers}";
-        let out = c
-            .kubectl
-            .run(&["get", "rrb", "orphaned", "-n", &ns, "-o", path]);
-        out.stdout.trim().to_string()
-    };
+    let finalizers = || finalizers_of(c, "rrb", &ns, "orphaned");
     wait_for(c, "the binding's finalizer", || {
         let seen = finalizers();
         match seen.contains("openchoreo.dev/resourcereleasebinding-cleanup") {
@@ -226,9 +229,7 @@ fn a_resource_deleted_while_no_replica_leads_takes_its_bindings_when_one_leads(c
         .kubectl
         .run(&["delete", "resource", "shop-db", "-n", &ns, "--timeout=30s"]);
     assert!(deleted.success, "{}", deleted.stderr);
-    let an_hour_ago =
-        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(1);
-    set_lease(c, "bindguard-absent", an_hour_ago, 1);
+    let_lease_expire(c, "bindguard-absent");
     wait_holder(c, main);
     wait_for(
         c,
@@ -248,18 +249,9 @@ fn a_promise_deleted_while_no_replica_leads_lets_its_requests_go_when_one_leads(
     let ns = c.kubectl.create_namespace("ld-retire");
     let (kind, plural) = ("Retired", "retireds");
     let api_version = offered(c, "ld-retire", "ld.example.dev", kind, plural);
-    let unbound = request_yaml(&api_version, kind, "unbound").replace(
-        "  name: unbound\n",
-        "  name: unbound\n  annotations:\n    bindguard.dev/bound-version: v9\n",
-    );
-    c.kubectl.apply(&ns, &unbound);
-    let finalizers = || {
-        let path = "jsonpath={.metadata.finalizers}";
-        let out = c
-            .kubectl
-            .run(&["get", plural, "unbound", "-n", &ns, "-o", path]);
-        out.stdout.trim().to_string()
-    };
+    c.kubectl
+        .apply(&ns, &remembering(&api_version, kind, "unbound", "v9"));
+    let finalizers = || finalizers_of(c, plural, &ns, "unbound");
     let held = r#"["kratix.io/resource-binding-cleanup"]"#;
     wait_for(c, "the request held, its binding refused", || {
         let seen = finalizers();
@@ -267,20 +259,18 @@ fn a_promise_deleted_while_no_replica_leads_lets_its_requests_go_when_one_leads(
     });
     hand_lease_away(c, "bindguard-absent");
     c.kubectl.run(&["delete", "promise", "ld-retire"]).ok();
-    let as_gc = "--as=system:serviceaccount:kube-system:generic-garbage-collector";
+    let as_gc = format!("--as={GARBAGE_COLLECTOR}");
     let revision = [
         "delete",
         "promiserevision",
         "ld-retire-v1",
-        as_gc,
+        &as_gc,
         "--wait=false",
     ];
     let deleted = c.kubectl.run(&revision);
     assert!(deleted.success, "{}", deleted.stderr);
     assert_eq!(finalizers(), held, "no leader, nothing let go");
-    let an_hour_ago =
-        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(1);
-    set_lease(c, "bindguard-absent", an_hour_ago, 1);
+    let_lease_expire(c, "bindguard-absent");
     wait_holder(c, c.main_identity());
     wait_for(c, "the request let go and the revision gone", || {
         let revision = get_json(c, &["promiserevision", "ld-retire-v1"]);
