@@ -387,19 +387,37 @@ pub async fn release_all(ctx: &Ctx, offer: &Offer) -> Result<usize, Error> {
     Ok(released)
 }
 
-/// Every request of kind `ar`, metadata only; none when the kind is not served (its CRD gone).
+/// Every request of kind `ar`, metadata only, listed a page at a time; none when the kind is
+/// not served at that version (its CRD gone, or moved to another version).
 async fn requests_of(client: &Client, ar: &ApiResource) -> Result<Vec<Request>, Error> {
-    let url = DynamicObject::url_path(ar, None);
-    let list = kube::core::Request::new(url)
-        .list_metadata(&ListParams::default())
-        .map_err(|e| Error::Other(e.to_string()))?;
-    match client
-        .request::<kube::core::ObjectList<Request>>(list)
-        .await
-    {
-        Ok(listed) => Ok(listed.items),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
-        Err(e) => Err(e.into()),
+    let mut all = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(500);
+        if let Some(token) = &next {
+            params = params.continue_token(token);
+        }
+        let url = DynamicObject::url_path(ar, None);
+        let list = kube::core::Request::new(url)
+            .list_metadata(&params)
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let page = match client
+            .request::<kube::core::ObjectList<Request>>(list)
+            .await
+        {
+            Ok(page) => page,
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                let (kind, version) = (&ar.kind, &ar.api_version);
+                tracing::info!(%kind, %version, "the kind is not served at this version: no requests to let go");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        all.extend(page.items);
+        next = page.metadata.continue_.filter(|token| !token.is_empty());
+        if next.is_none() {
+            return Ok(all);
+        }
     }
 }
 
