@@ -241,23 +241,25 @@ impl Registry {
         else {
             return;
         };
-        running.retain(|key, r| {
-            if !complete && !wanted.contains_key(key) {
-                return true;
-            }
-            let keep = wanted.get(key) == Some(&r.offer);
-            if !keep {
-                tracing::info!(group = %key.0, kind = %key.1, promise = %r.offer.promise, "stopping request controller");
-                r.task.abort();
-            }
-            if !wanted.contains_key(key) {
-                let task = tokio::spawn(retire(self.ctx.clone(), r.offer.clone()));
-                if let Some(earlier) = retiring.insert(key.clone(), task) {
+        let stale: Vec<KindKey> = running
+            .iter()
+            .filter(|(key, r)| wanted.get(*key) != Some(&r.offer))
+            .filter(|(key, _)| complete || wanted.contains_key(*key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            let Some(r) = running.remove(&key) else {
+                continue;
+            };
+            tracing::info!(group = %key.0, kind = %key.1, promise = %r.offer.promise, "stopping request controller");
+            r.task.abort();
+            if !wanted.contains_key(&key) {
+                let task = tokio::spawn(retire(self.ctx.clone(), r.offer, r.task));
+                if let Some(earlier) = retiring.insert(key, task) {
                     earlier.abort();
                 }
             }
-            keep
-        });
+        }
         retiring.retain(|key, task| {
             let offered = wanted.contains_key(key);
             if offered {
@@ -315,7 +317,9 @@ impl Drop for Registry {
 /// namespace) never waits for a controller that is not coming. Their bindings stay: those
 /// pinned to a revision are deleted with it ([`super::kratix`]), with their requests. Retried
 /// with backoff until done, or until the kind is offered again.
-async fn retire(ctx: Arc<Ctx>, offer: Offer) {
+async fn retire(ctx: Arc<Ctx>, offer: Offer, stopped: tokio::task::JoinHandle<()>) {
+    // Its last write (a finalizer added, say) is sent or dropped before the requests are read.
+    let _ = stopped.await;
     let (group, kind, promise) = (&offer.api.group, &offer.api.kind, &offer.promise);
     let mut pause = Duration::from_secs(1);
     loop {
