@@ -37,6 +37,12 @@ fn get(c: &Cluster, args: &[&str]) -> String {
     c.kubectl.run(args).stdout
 }
 
+/// `kubectl get rrb <name> -o jsonpath=<path>`, empty when the get fails.
+fn rrb_jsonpath(c: &Cluster, ns: &str, name: &str, path: &str) -> String {
+    let path = format!("jsonpath={path}");
+    get(c, &["get", "rrb", name, "-n", ns, "-o", &path])
+}
+
 /// Whether `kubectl get` answers NotFound (not merely fails).
 fn gone(c: &Cluster, args: &[&str]) -> bool {
     let mut all = vec!["get"];
@@ -410,18 +416,7 @@ fn binding_conditions_follow_referents_applied_out_of_order(c: &Cluster) {
         "Ready",
         "False/ResourceReleaseNotFound",
     );
-    let finalizers = get(
-        c,
-        &[
-            "get",
-            "rrb",
-            "db-staging",
-            "-n",
-            &ns,
-            "-o",
-            "jsonpath={.metadata.finalizers}",
-        ],
-    );
+    let finalizers = rrb_jsonpath(c, &ns, "db-staging", "{.metadata.finalizers}");
     assert!(
         finalizers.contains("openchoreo.dev/resourcereleasebinding-cleanup"),
         "{finalizers}"
@@ -604,18 +599,7 @@ fn a_resource_replaced_in_place_keeps_its_bindings(c: &Cluster) {
             false => Err("still there".to_string()),
         }
     });
-    let kept = get(
-        c,
-        &[
-            "get",
-            "rrb",
-            "db-staging",
-            "-n",
-            &ns,
-            "-o",
-            "jsonpath={.metadata.deletionTimestamp}",
-        ],
-    );
+    let kept = rrb_jsonpath(c, &ns, "db-staging", "{.metadata.deletionTimestamp}");
     assert_eq!(kept, "", "the replaced Resource's binding is being deleted");
     assert!(!gone(c, &["rrb", "db-staging", "-n", &ns]));
 }
