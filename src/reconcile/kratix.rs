@@ -6,16 +6,15 @@ use super::conditions::{merge, resolve_version, same};
 use super::requests::{self, Registry};
 use super::runner::{self, Follow, Key};
 use super::{
-    Ctx, Error, Target, finalizer_added, finalizer_removed, guarded, list_each, patch_version,
+    Ctx, Error, Target, finalizer_added, finalizer_removed, get_text, guarded, list_each,
+    patch_version,
 };
 use crate::cluster::{Changed, ClusterView};
 use crate::crd::*;
 use crate::kinds::{Family, Kind};
 use crate::naming::{self, RevisionId};
 use crate::policy::promise_revision::is_latest;
-use kube::api::{
-    Api, ApiResource, GetParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, ListParams, ObjectMeta, Patch, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -64,7 +63,7 @@ impl Follow for Promises {
             return Ok(());
         }
         // The view keeps no spec; the revision copies it.
-        let Some(text) = get_text::<Promise>(&ctx.client, key).await? else {
+        let Some(text) = get_text::<Promise>(&ctx.client, None, key).await? else {
             return Ok(());
         };
         match decode::<Promise>(&text)? {
@@ -116,7 +115,7 @@ impl Follow for Revisions {
         }
         // Read raw and in parts: a revision whose copy of the Promise nests too deep for the
         // decoder is still finalized and cleaned up.
-        let Some(text) = get_text::<PromiseRevision>(&ctx.client, key).await? else {
+        let Some(text) = get_text::<PromiseRevision>(&ctx.client, None, key).await? else {
             return Ok(());
         };
         let meta = decode::<requests::Request>(&text)?.metadata;
@@ -228,27 +227,33 @@ impl Follow for Offers {
     /// A Promise that does not decode is left out ([`super::list_each`]): it never keeps the
     /// other Promises' kinds from being served.
     async fn reconcile(&self, ctx: &Ctx, _: &str) -> Result<(), Error> {
-        let listed = list_each::<Promise>(&ctx.client, None, &ListParams::default()).await?;
-        let complete = listed.unreadable.is_empty();
-        let all: Vec<Arc<Promise>> = listed.readable().into_iter().map(Arc::new).collect();
-        self.0.sync(&requests::offers(&all), complete);
+        let (offers, complete) = offers_now(ctx).await?;
+        self.0.sync(&offers, complete);
         Ok(())
     }
 }
 
-/// Lets the requests of the kind `offered` names go ([`requests::release_all`]) when no Promise
-/// offers it now (and every Promise could be read). The revision cleanup calls this, so a Promise deleted while no replica led
-/// (whose revisions wait for a leader, their finalizer held) still has its requests let go: the
-/// request controllers of a term that starts later never served the kind.
-async fn release_unoffered(ctx: &Ctx, offered: requests::Offer) -> Result<(), Error> {
+/// What the Promises offer now ([`requests::offers`], listed from the API server: the view
+/// keeps no spec), and whether every Promise could be read.
+async fn offers_now(
+    ctx: &Ctx,
+) -> Result<(BTreeMap<requests::KindKey, requests::Offer>, bool), Error> {
     let listed = list_each::<Promise>(&ctx.client, None, &ListParams::default()).await?;
-    // A Promise that cannot be read may offer the kind: nothing is let go then.
-    let Ok(all) = listed.all() else {
-        return Ok(());
-    };
-    let all: Vec<Arc<Promise>> = all.into_iter().map(Arc::new).collect();
+    let complete = listed.unreadable.is_empty();
+    let all: Vec<Arc<Promise>> = listed.readable().into_iter().map(Arc::new).collect();
+    Ok((requests::offers(&all), complete))
+}
+
+/// Lets the requests of the kind `offered` names go ([`requests::release_all`]) when no Promise
+/// offers it now (and every Promise could be read). The revision cleanup calls this, so a
+/// Promise deleted while no replica led (whose revisions wait for a leader, their finalizer
+/// held) still has its requests let go: the request controllers of a term that starts later
+/// never served the kind.
+async fn release_unoffered(ctx: &Ctx, offered: requests::Offer) -> Result<(), Error> {
+    let (offers, complete) = offers_now(ctx).await?;
     let key = (offered.api.group.clone(), offered.api.kind.clone());
-    if !requests::offers(&all).contains_key(&key) {
+    // A Promise that cannot be read may offer the kind: nothing is let go then.
+    if complete && !offers.contains_key(&key) {
         requests::release_all(ctx, &offered).await?;
     }
     Ok(())
@@ -352,7 +357,7 @@ async fn reconcile_promise(promise: &Promise, ctx: &Ctx) -> Result<(), Error> {
         .collect();
     let desired = desired_revision(promise, &ids(&all));
     let name = desired.name_any();
-    let live = match get_text::<PromiseRevision>(&ctx.client, &name).await? {
+    let live = match get_text::<PromiseRevision>(&ctx.client, None, &name).await? {
         Some(text) => Some(decode::<PromiseRevision>(&text)?),
         None => None,
     };
@@ -373,10 +378,12 @@ async fn reconcile_promise(promise: &Promise, ctx: &Ctx) -> Result<(), Error> {
     let promise_name = promise.name_any();
     for sibling in demoted(&all, &promise_name, &name) {
         let patch = json!({"metadata": {"labels": {LABEL_LATEST_REVISION: null}}});
-        let request = revisions_request()
-            .patch(&sibling, &PatchParams::default(), &Patch::Merge(&patch))
-            .map_err(|e| Error::Other(e.to_string()))?;
-        ctx.client.request_text(request).await?;
+        let to = Target {
+            namespace: None,
+            name: &sibling,
+            status: false,
+        };
+        patch_version::<PromiseRevision, _>(&ctx.client, to, &Patch::Merge(&patch)).await?;
         set_latest_status(&ctx.client, &sibling, false).await?;
         let note = format!("PromiseRevision {sibling} is no longer the latest; {name} is");
         let related = all.iter().find(|r| r.name_any() == sibling);
@@ -462,15 +469,12 @@ async fn write_revision(
 
 async fn set_latest_status(client: &Client, name: &str, latest: bool) -> Result<(), Error> {
     let patch = json!({"status": {"latest": latest}});
-    let request = revisions_request()
-        .patch_subresource(
-            "status",
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .map_err(|e| Error::Other(e.to_string()))?;
-    client.request_text(request).await?;
+    let to = Target {
+        namespace: None,
+        name,
+        status: true,
+    };
+    patch_version::<PromiseRevision, _>(client, to, &Patch::Merge(&patch)).await?;
     Ok(())
 }
 
@@ -602,21 +606,6 @@ fn retiring(text: &str, meta: ObjectMeta) -> Result<Retiring, Error> {
 
 fn decode<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
     super::decode_deep(text).map_err(|e| Error::Other(format!("cannot be read: {e}")))
-}
-
-/// GETs the cluster-scoped `K` named `name` as text; `None` when it is gone.
-async fn get_text<K>(client: &Client, name: &str) -> Result<Option<String>, Error>
-where
-    K: Resource<DynamicType = ()>,
-{
-    let get = kube::core::Request::new(K::url_path(&(), None))
-        .get(name, &GetParams::default())
-        .map_err(|e| Error::Other(e.to_string()))?;
-    match client.request_text(get).await {
-        Ok(text) => Ok(Some(text)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(error) => Err(error.into()),
-    }
 }
 
 /// Applies JSON patch `ops` to the cluster-scoped `K` named `name`, after a test that it is

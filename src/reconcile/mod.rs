@@ -118,6 +118,25 @@ impl Ctx {
     }
 }
 
+/// GETs the `K` named `name` (in `namespace` when namespaced) as text; `None` when it is gone.
+pub async fn get_text<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Option<String>, Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let get = kube::core::Request::new(K::url_path(&(), namespace))
+        .get(name, &Default::default())
+        .map_err(|e| Error::Other(e.to_string()))?;
+    match client.request_text(get).await {
+        Ok(text) => Ok(Some(text)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Where a patch goes: the object `name` of kind `K` (in `namespace` when namespaced), or its
 /// `status` subresource.
 pub struct Target<'a> {

@@ -11,7 +11,9 @@ use super::conditions::{
     self, BindingView, StatusWrite, binding_conditions, finalizing, status_write,
 };
 use super::runner::{self, Follow, Key};
-use super::{Ctx, Error, Target, finalizer_added, finalizer_removed, guarded, patch_version};
+use super::{
+    Ctx, Error, Target, finalizer_added, finalizer_removed, get_text, guarded, patch_version,
+};
 use crate::cluster::held::{Finalizers, Held};
 use crate::cluster::{Books, Changed, ClusterView, Listed};
 use crate::crd::*;
@@ -331,14 +333,9 @@ fn exists_again(view: &dyn ClusterView, resource: &Changed) -> bool {
 /// Whether the API server has a Resource of the deleted one's name (the view may be behind); an
 /// error leaves the view's answer (absent) standing.
 async fn exists_in_cluster(resource: &Changed, ctx: &Ctx) -> bool {
-    let url = <Resource as kube::Resource>::url_path(&(), resource.namespace.as_deref());
-    let Ok(get) = kube::core::Request::new(url).get_metadata(&resource.name, &Default::default())
-    else {
-        return false;
-    };
-    match ctx.client.request_text(get).await {
-        Ok(_) => true,
-        Err(kube::Error::Api(s)) if s.code == 404 => false,
+    let ns = resource.namespace.as_deref();
+    match get_text::<Resource>(&ctx.client, ns, &resource.name).await {
+        Ok(found) => found.is_some(),
         Err(error) => {
             tracing::warn!(%error, resource = %resource.name, "could not confirm a Resource deletion; acting on the view's");
             false

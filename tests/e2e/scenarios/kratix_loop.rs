@@ -215,6 +215,21 @@ pub(super) fn notes(c: &Cluster, ns: &str, regarding: (&str, &str), reason: &str
     out
 }
 
+/// Installs the CRD of `(group, kind, plural)` at v1alpha1 and a Promise `promise` offering it
+/// at v1, waits for its revision, and returns the API offered.
+pub(super) fn offer_at_v1<'a>(
+    c: &Cluster,
+    promise: &str,
+    (group, kind, plural): (&'a str, &'a str, &'a str),
+) -> Option<Offered<'a>> {
+    install_crd(c, group, kind, plural, V1ALPHA1);
+    let api = Some((group, kind, plural, V1ALPHA1));
+    c.kubectl
+        .apply("default", &promise_yaml(promise, "v1", api, ""));
+    wait_revisions(c, promise, &format!("{promise}-v1=v1/true/true"));
+    api
+}
+
 /// Waits for `promise`'s revisions to read `want`.
 fn wait_revisions(c: &Cluster, promise: &str, want: &str) {
     wait_for(c, &format!("revisions {want}"), || {
@@ -239,12 +254,8 @@ pub(super) const V1ALPHA1: &[(&str, bool)] = &[("v1alpha1", true)];
 fn deleting_a_promise_deletes_its_requests(c: &Cluster) {
     let ns = c.kubectl.create_namespace("kl-delete");
     let (group, kind, plural) = DB;
-    install_crd(c, group, kind, plural, V1ALPHA1);
-    let api = Some((group, kind, plural, V1ALPHA1));
+    let api = offer_at_v1(c, "kl-db", (group, kind, plural));
     let request = |name: &str| request_yaml(&format!("{group}/v1alpha1"), kind, name);
-    c.kubectl
-        .apply("default", &promise_yaml("kl-db", "v1", api, ""));
-    wait_revisions(c, "kl-db", "kl-db-v1=v1/true/true");
     c.kubectl.apply(&ns, &request("alpha"));
     wait_bindings(c, &ns, "alpha", "kl-db@v1");
     c.kubectl
@@ -308,11 +319,7 @@ const CACHE: (&str, &str, &str) = ("cache.kl.example.dev", "Cache", "caches");
 fn requests_of_a_kind_no_promise_offers_are_let_go(c: &Cluster) {
     let ns = c.kubectl.create_namespace("kl-retire");
     let (group, kind, plural) = CACHE;
-    install_crd(c, group, kind, plural, V1ALPHA1);
-    let api = Some((group, kind, plural, V1ALPHA1));
-    c.kubectl
-        .apply("default", &promise_yaml("kl-cache", "v1", api, ""));
-    wait_revisions(c, "kl-cache", "kl-cache-v1=v1/true/true");
+    offer_at_v1(c, "kl-cache", (group, kind, plural));
     let request = request_yaml(&format!("{group}/v1alpha1"), kind, "alpha");
     c.kubectl.apply(&ns, &request);
     let unpinned = remembering(&format!("{group}/v1alpha1"), kind, "gamma", "v9");
@@ -359,11 +366,7 @@ fn requests_of_a_kind_no_promise_offers_are_let_go(c: &Cluster) {
 fn a_namespace_being_deleted_gets_no_event_warnings(c: &Cluster) {
     let ns = c.kubectl.create_namespace("kl-ns-gone");
     let (group, kind, plural) = CACHE;
-    install_crd(c, group, kind, plural, V1ALPHA1);
-    let api = Some((group, kind, plural, V1ALPHA1));
-    c.kubectl
-        .apply("default", &promise_yaml("kl-ns-cache", "v1", api, ""));
-    wait_revisions(c, "kl-ns-cache", "kl-ns-cache-v1=v1/true/true");
+    offer_at_v1(c, "kl-ns-cache", (group, kind, plural));
     c.kubectl.apply(
         &ns,
         &request_yaml(&format!("{group}/v1alpha1"), kind, "doomed"),
@@ -574,11 +577,7 @@ fn watches_of(c: &Cluster, group: &str, resource: &str) -> Result<u64, String> {
 /// at once, from the revision's change alone (the Promise itself did not change).
 fn each_kind_is_watched_once_per_process(c: &Cluster) {
     let (group, kind, plural) = ("gadget.kl.example.dev", "Gadget", "gadgets");
-    install_crd(c, group, kind, plural, V1ALPHA1);
-    let api = Some((group, kind, plural, V1ALPHA1));
-    c.kubectl
-        .apply("default", &promise_yaml("kl-watch", "v1", api, ""));
-    wait_revisions(c, "kl-watch", "kl-watch-v1=v1/true/true");
+    offer_at_v1(c, "kl-watch", (group, kind, plural));
     wait_for(
         c,
         "the Gadget controller running",
@@ -773,11 +772,7 @@ fn a_legacy_binding_is_relabelled_and_loses_its_finalizer(c: &Cluster) {
 fn a_request_with_a_long_name_gets_a_labelled_binding(c: &Cluster) {
     let ns = c.kubectl.create_namespace("kl-long");
     let (group, kind, plural) = ("long.kl.example.dev", "Long", "longs");
-    install_crd(c, group, kind, plural, V1ALPHA1);
-    let api = Some((group, kind, plural, V1ALPHA1));
-    c.kubectl
-        .apply("default", &promise_yaml("kl-long", "v1", api, ""));
-    wait_revisions(c, "kl-long", "kl-long-v1=v1/true/true");
+    offer_at_v1(c, "kl-long", (group, kind, plural));
     let name = format!(
         "{}-request",
         "a-resource-request-with-a-long-name".repeat(2)
@@ -816,11 +811,7 @@ fn a_request_with_a_long_name_gets_a_labelled_binding(c: &Cluster) {
 fn bindings_are_named_as_kratix_names_them_and_twins_each_get_one(c: &Cluster) {
     let ns = c.kubectl.create_namespace("kl-names");
     let (group, kind, plural) = ("names.kl.example.dev", "Named", "nameds");
-    install_crd(c, group, kind, plural, V1ALPHA1);
-    let api = Some((group, kind, plural, V1ALPHA1));
-    c.kubectl
-        .apply("default", &promise_yaml("kl-names", "v1", api, ""));
-    wait_revisions(c, "kl-names", "kl-names-v1=v1/true/true");
+    offer_at_v1(c, "kl-names", (group, kind, plural));
     let api_version = format!("{group}/v1alpha1");
     let labelled = request_yaml(&api_version, kind, "example")
         .replace("metadata:\n", "metadata:\n  labels:\n    team: payments\n");
@@ -904,11 +895,7 @@ fn a_deeply_nested_promise_gets_its_revision(c: &Cluster) {
 fn a_deeply_nested_request_does_not_blind_the_loop(c: &Cluster) {
     let ns = c.kubectl.create_namespace("kl-deep");
     let (group, kind, plural) = ("deep.kl.example.dev", "Deep", "deeps");
-    install_crd(c, group, kind, plural, V1ALPHA1);
-    let api = Some((group, kind, plural, V1ALPHA1));
-    c.kubectl
-        .apply("default", &promise_yaml("kl-deep", "v1", api, ""));
-    wait_revisions(c, "kl-deep", "kl-deep-v1=v1/true/true");
+    let api = offer_at_v1(c, "kl-deep", (group, kind, plural));
     let api_version = format!("{group}/v1alpha1");
     let mut nested = serde_json::json!("bottom");
     for _ in 0..150 {

@@ -6,8 +6,8 @@
 //! `reportingInstance`.
 
 use super::kratix_loop::{
-    GARBAGE_COLLECTOR, V1ALPHA1, bindings_of, finalizers_of, get_json, install_crd, items,
-    promise_yaml, remembering, request_yaml, wait_for,
+    GARBAGE_COLLECTOR, bindings_of, finalizers_of, get_json, items, offer_at_v1, remembering,
+    request_yaml, wait_for,
 };
 use super::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -117,19 +117,7 @@ fn bound_once_by(c: &Cluster, ns: &str, kind: &str, name: &str) -> String {
 
 /// Sets up a Promise offering `kind` at v1 and returns the request YAML maker.
 fn offered(c: &Cluster, promise: &str, group: &str, kind: &str, plural: &str) -> String {
-    install_crd(c, group, kind, plural, V1ALPHA1);
-    let api = Some((group, kind, plural, V1ALPHA1));
-    c.kubectl
-        .apply("default", &promise_yaml(promise, "v1", api, ""));
-    let revision = format!("{promise}-v1");
-    wait_for(c, &format!("{revision} latest"), || {
-        let rev = get_json(c, &["promiserevision", &revision]);
-        if rev["status"]["latest"] == true {
-            Ok(())
-        } else {
-            Err(rev.to_string())
-        }
-    });
+    offer_at_v1(c, promise, (group, kind, plural));
     format!("{group}/v1alpha1")
 }
 
